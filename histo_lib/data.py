@@ -320,12 +320,14 @@ def _decode_into(arr, srcs, bad, bs, progress):
         bad.rows += [(i+s, src, r) for i,src,r in sub.rows]
 
 def _apply_bad(arr, df, bad, notes, skip_bad, report, cdir):
+    if notes: print(f"Converted {len(notes)} images: {show_some([f'{Path(s).name} ({r[6:]})' for _,s,r in notes], 3)}.")
+    if bad and not skip_bad: raise HistoError(_bad_msg(bad, len(df)))
+    if bad or (notes and report):
+        rep = Path(report) if report else (cdir or Path('.'))/'dropped_items.csv'
+        rows = pd.DataFrame([(df['id'].iloc[i], s, r) for i,s,r in bad+notes], columns=['id','src','reason'])
+        with atomic_write(rep) as f: rows.to_csv(f, index=False)
+        print(f"Dropped {len(bad)} unusable items, converted {len(notes)}; report: {rep}")
     if not bad: return arr, df.reset_index(drop=True)
-    if not skip_bad: raise HistoError(_bad_msg(bad, len(df)))
-    rep = Path(report) if report else (cdir or Path('.'))/'dropped_items.csv'
-    rows = pd.DataFrame([(df['id'].iloc[i], s, r) for i,s,r in bad+notes], columns=['id','src','reason'])
-    with atomic_write(rep) as f: rows.to_csv(f, index=False)
-    print(f"Dropped {len(bad)} unusable items; report: {rep}")
     keep = np.setdiff1d(np.arange(len(df)), [i for i,_,_ in bad])
     return np.asarray(arr[keep]), df.iloc[keep].reset_index(drop=True)
 

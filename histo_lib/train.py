@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #03-train-002
 from __future__ import annotations
-import json, time, random, contextlib
+import json, time, random, contextlib, ast
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from fastcore.basics import listify, store_attr
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelFitException
+from fastai.torch_core import TensorBase
 from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback
 from fastai.callback.progress import CSVLogger
 from fastai.callback.schedule import fit_one_cycle  # patches Learner
@@ -27,8 +28,8 @@ from .models import build_model, save_artefact, load_artefact, n_params
 import histo_lib
 
 # %% auto #0
-__all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'ResumeCheckpoint', 'restore_checkpoint', 'HistoryLog', 'ResumeAt', 'make_learner',
-           'artefact_cfg', 'fit', 'train']
+__all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'ResumeCheckpoint', 'restore_checkpoint', 'HistoryLog', 'ResumeAt', 'PlainTensors',
+           'EMA', 'make_learner', 'artefact_cfg', 'fit', 'stain_normalise', 'stain_normalised_dls', 'train']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -108,22 +109,68 @@ class ResumeAt(Callback):
     def after_fit(self): self.learn.epoch_offset = 0
 
 # %% ../nbs/03_train.ipynb #03-train-010
+def _plain(t): return t.as_subclass(torch.Tensor) if isinstance(t, TensorBase) else t
+
+class PlainTensors(Callback):
+    "Strip fastai's tensor subclasses from each batch before the model sees it."
+    order = -10
+    def before_batch(self): self.learn.xb, self.learn.yb = tuple(map(_plain, self.xb)), tuple(map(_plain, self.yb))
+
+# %% ../nbs/03_train.ipynb #03-train-013
+class EMA(Callback):
+    "Keep an exponential moving average of the weights; validate, checkpoint and finish with it."
+    order = 55  # before SaveModelCallback (60) and ResumeCheckpoint reach after_epoch
+    def __init__(self, decay:float=0.999, # per-step decay of the average
+                 resume:bool=False, # restore raw and shadow weights from `checkpoints/ema_last.pth`
+                 fname:str='ema_last'): store_attr()
+    @property
+    def _fn(self): return self.learn.path/self.learn.model_dir/f'{self.fname}.pth'
+    def before_fit(self):
+        sd = self.learn.model.state_dict()
+        self.live, self.raw, self.t = list(sd.values()), None, 0
+        self.shadow = [v.detach().clone() for v in self.live]
+        if self.resume and self._fn.exists():
+            st = torch.load(self._fn, weights_only=True)
+            for d,s in zip(self.shadow, st['shadow']): d.copy_(s)
+            for d,s in zip(self.live, st['raw']): d.copy_(s)
+            self.t = int(st['t'])
+        self.fl = [i for i,v in enumerate(self.live) if v.is_floating_point()]
+    def before_train(self):
+        if self.raw is not None: self._copy(self.live, self.raw); self.raw = None
+    def after_step(self):
+        self.t += 1
+        d = min(self.decay, (1+self.t)/(10+self.t))
+        with torch.no_grad():
+            torch._foreach_lerp_([self.shadow[i] for i in self.fl], [self.live[i] for i in self.fl], 1-d)
+            for i,(s,v) in enumerate(zip(self.shadow, self.live)):
+                if i not in self.fl: s.copy_(v)
+    def before_validate(self):
+        if self.raw is None: self.raw = [v.detach().clone() for v in self.live]
+        self._copy(self.live, self.shadow)
+    def after_epoch(self):
+        torch.save(dict(shadow=self.shadow, raw=self.raw if self.raw is not None else self.live, t=self.t), self._fn)
+    def _copy(self, dst, src):
+        with torch.no_grad():
+            for d,s in zip(dst, src): d.copy_(s)
+
+# %% ../nbs/03_train.ipynb #03-train-015
 def make_learner(dls, # DataLoaders from `get_dls`/`patch_dls`
                  arch:str='reference', # 'reference' or any timm name
                  run_dir:str|Path='runs/model', # where checkpoints and logs go
                  label_smoothing:float=0., weights:str|Path|None=None, # optional local weights to start from
                  model_kwargs:dict|None=None, # extra arguments to the architecture
                  channels_last:bool=False, # NHWC memory format (faster for some CPU convs)
+                 plain_tensors:bool=True, # hand the model plain tensors (see `PlainTensors`)
                  cbs=None)->Learner:
     "A fastai `Learner` with BCE on one logit, Adam, and accuracy + ROC AUC metrics."
     model = build_model(arch, dls.crop, weights=weights, **(model_kwargs or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     learn = Learner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
-                    path=Path(run_dir), model_dir='checkpoints', cbs=cbs)
+                    path=Path(run_dir), model_dir='checkpoints', cbs=listify(cbs)+([PlainTensors()] if plain_tensors else []))
     learn.arch, learn.model_kwargs = arch, dict(model_kwargs or {})
     return learn
 
-# %% ../nbs/03_train.ipynb #03-train-011
+# %% ../nbs/03_train.ipynb #03-train-016
 def artefact_cfg(learn:Learner, **extra)->dict:
     "Everything needed to rebuild `learn.model` and its preprocessing for inference."
     mean, std = learn.dls.stats
@@ -133,7 +180,9 @@ def fit(learn:Learner, epochs:int=4, lr:float=2e-3,
         monitor:str='roc_auc', # metric (or 'valid_loss') that picks the best checkpoint and stops early
         patience:int|None=3, # epochs without improvement before stopping; None: never stop early
         resume:bool=False, # continue from checkpoints/last
-        wd:float|None=None, pct_start:float=0.25, cbs=None)->Learner:
+        wd:float|None=None, pct_start:float=0.25,
+        ema:float|None=None, # decay of an exponential moving average of the weights (e.g. 0.999); None: off
+        cbs=None)->Learner:
     "One-cycle training with best/last checkpoints, CSV log and early stopping; loads the best weights at the end."
     comp = np.less if 'loss' in monitor else np.greater
     (learn.path/learn.model_dir).mkdir(parents=True, exist_ok=True)
@@ -142,10 +191,40 @@ def fit(learn:Learner, epochs:int=4, lr:float=2e-3,
     run_cbs = [HistoryLog('history.csv', start), SaveModelCallback(monitor=monitor, comp=comp, fname='best'), ResumeCheckpoint()]
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
+    if ema: run_cbs.append(EMA(ema, resume=bool(start)))
     learn.fit_one_cycle(epochs-start, lr, wd=wd, pct_start=pct_start, cbs=run_cbs+listify(cbs))
     return learn
 
-# %% ../nbs/03_train.ipynb #03-train-013
+# %% ../nbs/03_train.ipynb #03-train-018
+def stain_normalise(x, # uint8 NHWC pixels (array, memmap or row view)
+                    norm, # a fitted `histo_lib.stain.StainNormalizer`
+                    chunk:int=2048)->np.ndarray:
+    "`x` stain-normalised into a new in-memory uint8 array, `chunk` patches at a time."
+    from histo_lib.stain import normalize_batch
+    out = np.empty((len(x), *x.shape[1:]), np.uint8)
+    for s in range(0, len(x), chunk): out[s:s+chunk] = normalize_batch(norm, np.asarray(x[np.arange(s, min(s+chunk, len(x)))]))
+    return out
+
+def stain_normalised_dls(dls, # DataLoaders from `get_dls`/`patch_dls`
+                         name:str, # 'macenko' or 'reinhard'
+                         seed:int=42, n_fit:int=500, # the seeded training sample the normaliser is fitted on
+                         **kwargs # `patch_dls` arguments: aug, lighting, extra_tfms, num_workers
+                        )->tuple:
+    "`(dls, norm)`: the same items with stain-normalised pixels (and statistics), and the fitted normaliser."
+    from histo_lib.stain import get_normalizer  # stain sits after train in the module order; imported only when used
+    trn, val = dls.train, dls.valid
+    idx = np.sort(np.random.default_rng(seed).choice(len(trn.x), min(n_fit, len(trn.x)), replace=False))
+    norm = get_normalizer(name).fit(np.asarray(trn.x[idx]))
+    xt, xv = stain_normalise(trn.x, norm), stain_normalise(val.x, norm)
+    new = patch_dls(xt, trn.y, np.arange(len(xt)), np.arange(len(xv)), dls.crop, trn.bs, x_valid=xv, y_valid=val.y, seed=seed, **kwargs)
+    return new, norm
+
+# %% ../nbs/03_train.ipynb #03-train-020
+def _literal(v):
+    if not isinstance(v, str): return v
+    try: return ast.literal_eval(v)
+    except (ValueError, SyntaxError): return v
+
 def train(data:str|Path, # dataset folder in any layout
           out:str|Path, # run folder: model artefact, history.csv, checkpoints
           arch:str='reference', crop:int=64, bs:int=32, epochs:int=4, lr:float=2e-3, seed:int=42,
@@ -153,25 +232,34 @@ def train(data:str|Path, # dataset folder in any layout
           resume:bool=False, patience:int|None=3, monitor:str='roc_auc', label_smoothing:float=0.,
           drop_outliers:bool=False, skip_bad:bool=False, weights:str|Path|None=None, model_kwargs:dict|None=None,
           cache:str|Path|None=None, num_workers:int=0, lighting:float=0.1, extra_tfms=(), channels_last:bool=False,
+          ema:float|None=None, # weight-EMA decay (e.g. 0.999); None or 0: off
+          wd:float|None=None, pct_start:float=0.25, # weight decay (None: fastai's 0.01) and one-cycle warm-up share
+          stain_norm:str|None=None, # 'macenko' or 'reinhard': normalise all pixels once before training
           cbs=None, **kwargs)->Learner:
     "Train `arch` on the dataset at `data` and save the model artefact in `out`."
     out = Path(out); t0 = time.time()
     if not resume and (out/'checkpoints'/'last.json').exists() and (out/'model.json').exists() is False:
         print(f"Note: {out} holds an unfinished run; pass --resume to continue it. Starting afresh.")
+    model_kwargs = {k:_literal(v) for k,v in (model_kwargs or {}).items()}
+    stain_norm = None if stain_norm in (None, '', 'none', 'None') else stain_norm
     set_seed(seed)
     dls, train_items, valid_items = get_dls(data, crop=crop, bs=bs, seed=seed, valid=valid, valid_pct=valid_pct, groups=groups,
         layout=layout, skip_bad=skip_bad, drop_outliers=drop_outliers, cache=cache, lighting=lighting, extra_tfms=extra_tfms,
         num_workers=num_workers)
+    norm = None
+    if stain_norm: dls, norm = stain_normalised_dls(dls, stain_norm, seed, lighting=lighting, extra_tfms=extra_tfms, num_workers=num_workers)
     set_seed(seed)
     learn = make_learner(dls, arch, out, label_smoothing, weights, model_kwargs, channels_last)
     out.mkdir(parents=True, exist_ok=True)
     with open(out/'valid_items.csv', 'w') as f: valid_items[['id','src','label']].to_csv(f, index=False)
-    fit(learn, epochs, lr, monitor, patience, resume, cbs=cbs)
+    fit(learn, epochs, lr, monitor, patience, resume, wd=wd, pct_start=pct_start, ema=ema or None, cbs=cbs)
     scores = dict(zip(['valid_loss', 'accuracy', 'roc_auc'], map(float, learn.validate())))
-    cfg = artefact_cfg(learn, train=dict(data=str(data), epochs=epochs, lr=lr, bs=bs, seed=seed, label_smoothing=label_smoothing,
+    extra = dict(stain_norm=norm.state()) if norm is not None else {}
+    cfg = artefact_cfg(learn, train=dict(data=str(data), arch=arch, crop=crop, epochs=epochs, lr=lr, bs=bs, seed=seed,
+        label_smoothing=label_smoothing, lighting=lighting, ema=ema, wd=wd, pct_start=pct_start, stain_norm=stain_norm,
         drop_outliers=drop_outliers, n_train=len(train_items), n_valid=len(valid_items), valid=str(valid) if valid else f'random {valid_pct}',
         seconds=round(time.time()-t0, 1), **{k:v for k,v in kwargs.items() if isinstance(v, (int,float,str,bool,type(None)))}),
-        valid_scores=scores)
+        valid_scores=scores, **extra)
     save_artefact(learn.model, cfg, out)
     print(f"Saved {out/'model.safetensors'} (valid AUC {scores['roc_auc']:.4f}, {time.time()-t0:.0f} s)")
     return learn

@@ -1,0 +1,117 @@
+"""Training images/s: a fastai `Learner` built by histo_lib vs a plain PyTorch loop on the same model, pixels and batches.
+
+Both paths start from the same in-memory uint8 NHWC array and do the same work per batch: gather + centre crop,
+uint8 -> float/255, one random dihedral view per image, per-channel normalisation, forward, BCE-with-logits, backward,
+Adam step. No colour jitter in either (fastai: `lighting=0`). The fastai side is `patch_dls` + `make_learner` +
+`fit_one_cycle` with progress bar and logging off and validation skipped; the plain side is a `for` loop with
+`torch.optim.Adam`. Rounds are interleaved (fastai, plain, fastai, plain, ...) so machine load hits both alike.
+
+    python bench/train_throughput.py                      # default grid
+    python bench/train_throughput.py --threads 1 --archs reference --crops 64
+"""
+from __future__ import annotations
+import argparse, os, sys, time, tempfile, warnings
+from pathlib import Path
+import numpy as np, torch
+sys.path.insert(0, str(Path(__file__).parent))
+warnings.filterwarnings('ignore')
+from _results import write_section, machine
+from fastai.callback.core import Callback, CancelValidException
+from histo_lib.core import set_seed
+from histo_lib.data import patch_dls, center_crop, dihedral, load_items, decode_items
+from histo_lib.models import build_model
+from histo_lib.train import make_learner
+
+class _Timer(Callback):
+    "Time training batches after `warm` warm-up batches; skip validation."
+    order = 100
+    def __init__(self, warm:int): self.warm, self.t = warm, []
+    def after_batch(self):
+        if self.training: self.t.append(time.perf_counter())
+    def before_validate(self): raise CancelValidException()
+
+def pixels(n:int, seed:int=0):
+    "n training patches of pcam-sample (decoded cache) as an in-RAM uint8 array, or synthetic ones when absent."
+    root = Path(__file__).parents[2]/'shared'/'data'/'pcam-sample'
+    if root.exists():
+        items = load_items(root, 'train')
+        idx = np.sort(np.random.default_rng(seed).choice(len(items), n, replace=False))
+        x, items = decode_items(items, progress=False)
+        return np.ascontiguousarray(x[idx]), items['label'].values[idx].astype(np.float32), 'pcam-sample train'
+    from histo_lib.synth import synth_patches
+    x, y = synth_patches(n, seed=seed)
+    return x, y.astype(np.float32), 'synthetic'
+
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, plain_tensors, seed=0):
+    set_seed(seed)
+    dls = patch_dls(x, y, np.arange(len(x)), np.arange(bs), crop=crop, bs=bs, aug=True, lighting=0., seed=seed)
+    set_seed(seed)
+    learn = make_learner(dls, arch, tempfile.mkdtemp(), channels_last=channels_last, plain_tensors=plain_tensors)
+    tm = _Timer(warm)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=tm)
+    t = tm.t[warm-1:]
+    return bs*(len(t)-1)/(t[-1]-t[0])
+
+def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, seed=0):
+    set_seed(seed)
+    xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
+    mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
+    std = torch.tensor(xs[:2000].reshape(-1,3).std(0)/255).view(1,3,1,1).float()
+    model = build_model(arch, crop)
+    if channels_last: model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    lossf = torch.nn.BCEWithLogitsLoss()
+    model.train(); t = []
+    perm = torch.randperm(len(x)).numpy()
+    for b in range(nb):
+        idx = np.sort(perm[b*bs:(b+1)*bs])
+        xb = torch.from_numpy(np.ascontiguousarray(center_crop(x[idx], crop))).permute(0,3,1,2).float().div_(255)
+        ks = torch.randint(0, 8, (bs,)); res = xb.clone()
+        for k in range(1, 8):
+            m = ks==k
+            if m.any(): res[m] = dihedral(xb[m], k)
+        xb = (res-mean)/std
+        yb = torch.from_numpy(y[idx])
+        loss = lossf(model(xb).view(-1), yb)
+        opt.zero_grad(); loss.backward(); opt.step()
+        t.append(time.perf_counter())
+    t = t[warm-1:]
+    return bs*(len(t)-1)/(t[-1]-t[0])
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--archs', default='reference,resnet18'); ap.add_argument('--crops', default='96,64')
+    ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
+    ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--variants', default='default,plain_tensors', help='fastai-side variants: default, plain_tensors, channels_last')
+    ap.add_argument('--section', default='train_throughput')
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    load0 = os.getloadavg()[0]
+    x, y, src = pixels(a.bs*a.batches)
+    rows = []
+    for arch in a.archs.split(','):
+        for crop in map(int, a.crops.split(',')):
+            for var in a.variants.split(','):
+                cl, pt = 'channels_last' in var, var!='default'
+                fa, pl = [], []
+                for r in range(a.rounds):
+                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, pt, seed=r))
+                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, seed=r))
+                f, p = np.median(fa), np.median(pl)
+                rows.append((arch, crop, var, f, p, p/f-1))
+                print(f"{arch:10s} crop {crop:3d} {var:22s} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
+                      f"(rounds fastai {[round(v) for v in fa]}, plain {[round(v) for v in pl]})", flush=True)
+    load1 = os.getloadavg()[0]
+    body = (f"## Training throughput: fastai Learner vs plain PyTorch\n\n"
+            f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
+            f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, load average {load0:.1f} at start / {load1:.1f} at end "
+            f"(the 2 cores are shared with other jobs, so absolute img/s are noisy; the ratio is measured interleaved). "
+            f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
+            f"Overhead = plain/fastai - 1 (positive: fastai slower).\n\n"
+            "| arch | crop | fastai variant | fastai img/s | plain img/s | fastai overhead |\n|---|---|---|---|---|---|\n" +
+            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% |" for r in rows))
+    write_section(a.section, body)
+
+if __name__=='__main__': main()

@@ -1,0 +1,165 @@
+"Data layer: the three layouts, every bad-input check, the cache, splits and DataLoaders."
+import shutil
+import numpy as np, pandas as pd, pytest, tifffile, h5py, torch
+from PIL import Image
+from histo_lib.core import HistoError
+from histo_lib import data as D
+from histo_lib.synth import make_synth, make_synth_folder, make_synth_h5, synth_patches
+
+@pytest.fixture(scope='module')
+def kaggle(tmp_path_factory): return make_synth(tmp_path_factory.mktemp('k')/'kaggle', n_train=40, n_test=12, seed=1)
+
+@pytest.fixture
+def kcopy(kaggle, tmp_path):
+    dst = tmp_path/'kaggle'; shutil.copytree(kaggle, dst); return dst
+
+# --- layouts ---------------------------------------------------------------------------------------------------
+def test_kaggle_layout(kaggle):
+    assert D.detect_layout(kaggle)=='kaggle'
+    tr, te = D.load_items(kaggle, 'train'), D.load_items(kaggle, 'test')
+    assert (len(tr), len(te)) == (40, 12)
+    assert set(tr.label.unique()) <= {0., 1.} and te.label.isna().all()
+    assert list(te.id) == list(pd.read_csv(kaggle/'sample_submission.csv').id)  # the sample's order
+    x, _ = D.decode_items(tr, progress=False)
+    assert x.shape == (40,96,96,3) and x.dtype == np.uint8
+
+def test_folder_layout(tmp_path):
+    root = make_synth_folder(tmp_path/'f', n_per_class=6, seed=2)
+    assert D.detect_layout(root)=='folder'
+    tr, va = D.load_items(root, 'train'), D.load_items(root, 'valid')
+    assert (len(tr), tr.label.sum(), len(va)) == (12, 6, 12)
+    dls, tri, vai = D.get_dls(root, crop=32, bs=4)
+    assert (len(tri), len(vai)) == (12, 12)  # its own valid/ is the validation set
+    xb, yb = dls.train.one_batch()
+    assert xb.shape == (4,3,32,32) and yb.shape == (4,)
+
+def test_h5_layout(tmp_path):
+    root = make_synth_h5(tmp_path/'h', n=10, seed=3)
+    assert D.detect_layout(root)=='h5'
+    tr = D.load_items(root, 'train')
+    assert len(tr)==10 and tr.src.iloc[0].endswith('#0')
+    x, _ = D.decode_items(tr, cache=False, progress=False)
+    with h5py.File(root/'camelyonpatch_level_2_split_train_x.h5') as f: np.testing.assert_array_equal(x, f['x'][:])
+    shuffled = tr.src.values[[3,1,7]]  # out-of-order rows are read in order and put back
+    np.testing.assert_array_equal(D.read_patches(shuffled), x[[3,1,7]])
+
+def test_images_layout_unlabelled(kaggle):
+    items = D.load_items(kaggle/'test', 'test')
+    assert D.detect_layout(kaggle/'test')=='images' and len(items)==12 and items.label.isna().all()
+
+# --- bad input: each check names the culprit -------------------------------------------------------------------
+def _labels(root, **kw):
+    df = pd.read_csv(root/'train_labels.csv'); return df
+
+def test_bad_labels(kcopy):
+    df = _labels(kcopy); df.loc[3,'label'] = 2; df.loc[5,'label'] = np.nan; df.to_csv(kcopy/'train_labels.csv', index=False)
+    with pytest.raises(HistoError, match=f"2 labels are not 0 or 1.*{df.id[3]}"): D.load_items(kcopy)
+
+def test_duplicate_ids(kcopy):
+    df = _labels(kcopy); df = pd.concat([df, df.iloc[[0]]]); df.to_csv(kcopy/'train_labels.csv', index=False)
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {df.id.iloc[0]}"): D.load_items(kcopy)
+
+def test_csv_id_without_file(kcopy):
+    df = _labels(kcopy); victim = df.id[0]; (kcopy/'train'/f'{victim}.tif').unlink()
+    with pytest.raises(HistoError, match=f"1 ids have no image in .*{victim}"): D.load_items(kcopy)
+
+def test_file_without_csv_row(kcopy):
+    df = _labels(kcopy); df.iloc[1:].to_csv(kcopy/'train_labels.csv', index=False)
+    with pytest.raises(HistoError, match=f"1 images have no row in train_labels.csv: {df.id[0]}"): D.load_items(kcopy)
+
+def test_empty_folder(tmp_path):
+    (tmp_path/'e').mkdir()
+    with pytest.raises(HistoError, match='holds no dataset'): D.load_items(tmp_path/'e')
+    (tmp_path/'f'/'0').mkdir(parents=True); (tmp_path/'f'/'1').mkdir()
+    with pytest.raises(HistoError, match='is empty'): D.load_items(tmp_path/'f')
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(HistoError, match='does not exist'): D.load_items(tmp_path/'nope')
+
+def test_corrupt_truncated_wrong_size_and_channels(kcopy):
+    ids = _labels(kcopy).id
+    (kcopy/'train'/f'{ids[0]}.tif').write_bytes(b'II*\x00not a tiff')                     # corrupt
+    raw = (kcopy/'train'/f'{ids[1]}.tif').read_bytes(); (kcopy/'train'/f'{ids[1]}.tif').write_bytes(raw[:len(raw)//3])  # truncated
+    tifffile.imwrite(kcopy/'train'/f'{ids[2]}.tif', np.zeros((64,64,3), np.uint8))        # wrong size
+    tifffile.imwrite(kcopy/'train'/f'{ids[3]}.tif', np.zeros((96,96,2), np.uint8))        # 2 channels
+    tifffile.imwrite(kcopy/'train'/f'{ids[4]}.tif', np.full((96,96), 128, np.uint8))      # grayscale: converted
+    items = D.load_items(kcopy)
+    with pytest.raises(HistoError) as e: D.decode_items(items, progress=False)
+    msg = str(e.value)
+    assert msg.startswith('4 of 40 images are unusable') and ids[0] in msg and ids[2] in msg and 'skip_bad' in msg
+    x, kept = D.decode_items(items, skip_bad=True, report=kcopy/'dropped.csv', progress=False)
+    assert len(kept)==36 and set(ids[:4]).isdisjoint(kept.id) and ids[4] in set(kept.id)
+    rep = pd.read_csv(kcopy/'dropped.csv')
+    assert set(rep.id) == set(ids[:5]) and rep.reason.str.contains('converted grayscale').sum()==1
+    assert (x[list(kept.id).index(ids[4])]==128).all()
+
+def test_rgba_converted(tmp_path):
+    (tmp_path/'d'/'0').mkdir(parents=True); (tmp_path/'d'/'1').mkdir()
+    rgba = np.dstack([np.full((96,96,3), 7, np.uint8), np.full((96,96,1), 255, np.uint8)])
+    for c in '01': Image.fromarray(rgba).save(tmp_path/'d'/c/f'a{c}.png')
+    x, kept = D.decode_items(D.load_items(tmp_path/'d'), cache=False, skip_bad=True, report=tmp_path/'r.csv', progress=False)
+    assert x.shape==(2,96,96,3) and (x==7).all()
+    assert pd.read_csv(tmp_path/'r.csv').reason.str.contains('alpha').all()
+
+def test_with_labels(kaggle):
+    te = D.with_labels(D.load_items(kaggle, 'test'), kaggle/'test_labels.csv')
+    assert te.label.notna().all() and set(te.label) <= {0., 1.}
+
+# --- cache -----------------------------------------------------------------------------------------------------
+def test_cache_is_used_and_keyed(kcopy, tmp_path, monkeypatch):
+    items = D.load_items(kcopy)
+    x1, _ = D.decode_items(items, cache=tmp_path/'c', progress=False)
+    assert isinstance(x1, np.memmap) and len(list((tmp_path/'c').glob('*.npy')))==1
+    monkeypatch.setattr(D, 'read_patch', lambda s: (_ for _ in ()).throw(AssertionError('decoded again')))
+    x2, _ = D.decode_items(items, cache=tmp_path/'c', progress=False)   # no decoding: straight from the memmap
+    np.testing.assert_array_equal(x1, x2)
+    assert D.cache_key(items.src) != D.cache_key(items.src[:-1])          # another file list, another cache
+
+# --- outliers, duplicates, splits ------------------------------------------------------------------------------
+def test_outliers_and_duplicates():
+    x, _ = synth_patches(4, seed=0)
+    x = np.concatenate([x, np.full((1,96,96,3), 250, np.uint8), np.zeros((1,96,96,3), np.uint8), x[:1]])
+    fl = D.outlier_flags(x)
+    assert list(fl.blank) == [False]*4+[True, False, False] and list(fl.dark) == [False]*5+[True, False]
+    assert D.duplicate_groups(x, list('abcdefg')) == [['a','g']]
+
+def test_grouped_split_keeps_slides_apart(tmp_path):
+    df = pd.DataFrame(dict(id=[f'p{i}' for i in range(60)], label=[0.,1.]*30))
+    pd.DataFrame(dict(id=df.id, slide=[f's{i%7}' for i in range(60)])).to_csv(tmp_path/'g.csv', index=False)
+    tr, va = D.split_items(df, 0.3, seed=0, groups=tmp_path/'g.csv')
+    g = pd.read_csv(tmp_path/'g.csv').slide.values
+    assert set(g[tr]).isdisjoint(g[va]) and len(tr)+len(va)==60
+
+def test_stratified_split_seeded():
+    df = pd.DataFrame(dict(id=[f'p{i}' for i in range(100)], label=[0.]*70+[1.]*30))
+    tr, va = D.split_items(df, 0.2, seed=5)
+    assert len(va)==20 and df.label.values[va].sum()==6
+    assert (D.split_items(df, 0.2, seed=5)[1]==va).all() and not (D.split_items(df, 0.2, seed=6)[1]==va).all()
+
+def test_drop_outliers(kcopy):
+    ids = _labels(kcopy).id
+    tifffile.imwrite(kcopy/'train'/f'{ids[0]}.tif', np.full((96,96,3), 250, np.uint8))
+    _, tr_all, _ = D.get_dls(kcopy, crop=32, bs=4, valid_pct=0.25)
+    _, tr_kept, _ = D.get_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True)
+    assert len(tr_kept) == len(tr_all) - int(ids[0] in set(tr_all.id))
+
+# --- batches ---------------------------------------------------------------------------------------------------
+def test_valid_batches_match_inference_preprocessing():
+    x, y = synth_patches(20, seed=4)
+    dls = D.patch_dls(x, y, np.arange(12), np.arange(12,20), crop=48, bs=4, seed=0)
+    vx = torch.cat([b[0] for b in dls.valid])
+    torch.testing.assert_close(vx.as_subclass(torch.Tensor), D.to_input(x[12:], 48, *dls.stats), atol=1e-5, rtol=0)
+
+def test_train_batches_are_dihedral_views():
+    x = np.random.default_rng(0).integers(0,255,(8,96,96,3), dtype=np.uint8); y = np.zeros(8)
+    dls = D.patch_dls(x, y, np.arange(8), np.arange(8), crop=32, bs=8, lighting=0, seed=0)
+    xb = dls.train.one_batch()[0].as_subclass(torch.Tensor)
+    base = D.to_input(x, 32, *dls.stats)
+    for img in xb:  # every training image is one of the 8 exact views of some input
+        assert any(torch.allclose(img, D.dihedral(b, k), atol=1e-5) for b in base for k in range(8))
+
+# --- the real sample -------------------------------------------------------------------------------------------
+def test_pcam_sample_items(pcam):
+    tr, va = D.load_items(pcam, 'train'), D.load_items(pcam, 'valid')
+    assert (len(tr), len(va)) == (20000, 3000)
+    assert tr.label.mean()==0.5 and va.label.mean()==0.5
