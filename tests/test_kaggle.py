@@ -88,7 +88,7 @@ def test_kernel_end_to_end(kaggle):
     r, work = first_run(kaggle)
     assert '--no-index --find-links' in r.stdout, r.stdout[-2000:]  # it had to install histo_lib itself
     summary = json.loads((work/'kernel_summary.json').read_text())
-    assert Path(summary['histo_lib_file']).is_relative_to(kaggle['venv']), summary['histo_lib_file']  # from the wheel
+    assert Path(summary['histo_lib_file']).is_relative_to(kaggle['venv'].resolve()), summary['histo_lib_file']  # from the wheel
     assert (summary['mode'], summary['n_train'], summary['n_test']) == ('train', 300, 100)
     assert {'find data', 'train', 'predict', 'write submission'} <= set(summary['timings'])
     sample = kaggle['inp']/competition_slug/'sample_submission.csv'

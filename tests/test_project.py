@@ -1,0 +1,44 @@
+"The project's own promises: README = index notebook, exported code = notebooks, the two commands, the pins."
+import re, shutil, subprocess, sys, tomllib
+from pathlib import Path
+from conftest import ROOT
+
+def test_readme_is_rendered_from_index():
+    from nbconvert import MarkdownExporter
+    body, _ = MarkdownExporter().from_filename(str(ROOT/'nbs'/'index.ipynb'))
+    readme = (ROOT/'README.md').read_text()
+    assert readme.strip()==body.strip(), "README.md is stale: run `./dev.sh readme` after editing nbs/index.ipynb"
+
+def test_readme_first_two_commands_and_ci():
+    cmds = re.findall(r'^(\./dev\.sh \w+)', (ROOT/'README.md').read_text(), re.M)
+    assert cmds[:2]==['./dev.sh demo', './dev.sh test']
+    ci = [l for l in (ROOT/'.ci'/'run').read_text().splitlines() if l.strip() and not l.startswith('#')]
+    assert './dev.sh test' in ci   # CI runs the README's test command, word for word
+
+def test_pins_and_metadata():
+    pp = tomllib.loads((ROOT/'pyproject.toml').read_text())
+    assert pp['project']['scripts']['histo']=='histo_lib.cli:main'
+    assert 'torch>=2.4' in pp['project']['dependencies'] and 'dev' in pp['project']['optional-dependencies']
+    assert pp['tool']['nbdev']['lib_path']=='histo_lib'
+    pins = (ROOT/'constraints.txt').read_text()
+    assert 'torch==2.14.1' in pins and 'torchvision==0.29.1' in pins
+    assert '-c constraints.txt' in (ROOT/'dev.sh').read_text()
+
+def test_nbdev_export_leaves_no_diff(tmp_path):
+    for p in ('nbs', 'histo_lib'): shutil.copytree(ROOT/p, tmp_path/p, ignore=shutil.ignore_patterns('__pycache__', '.ipynb_checkpoints'))
+    shutil.copy(ROOT/'pyproject.toml', tmp_path)
+    exe = Path(sys.executable).parent/'nbdev-export'
+    subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
+    stale = [p.name for p in (ROOT/'histo_lib').glob('*.py') if (tmp_path/'histo_lib'/p.name).read_text()!=p.read_text()]
+    new = {p.name for p in (tmp_path/'histo_lib').glob('*.py')} - {p.name for p in (ROOT/'histo_lib').glob('*.py')}
+    assert not stale and not new, f"histo_lib/ differs from the notebooks ({stale or new}): run `./dev.sh export`"
+
+def test_notebooks_follow_the_house_style():
+    import json
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        first = ''.join(cells[0]['source'])
+        assert first.startswith('# ') and '\n> ' in first, f"{nb.name} must open with '# Title' and '> summary'"
+        if nb.stem=='index': continue
+        src = [''.join(c['source']) for c in cells if c['cell_type']=='code']
+        assert 'nbdev_export()' in src[-1] and src[-1].startswith('#| hide'), f"{nb.name} must end with a hidden nbdev_export cell"
