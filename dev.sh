@@ -40,7 +40,8 @@ demo() {
 run_tests() {
   setup
   "$VENV/bin/python" -m pytest -q tests
-  "$VENV/bin/nbdev-test"
+  # nbdev-test runs two notebooks at a time: one torch thread each keeps 2 cores from thrashing
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$VENV/bin/nbdev-test"
 }
 
 case "${1:-}" in
