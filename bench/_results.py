@@ -19,7 +19,8 @@ def machine()->str:
     mem = os.sysconf('SC_PAGE_SIZE')*os.sysconf('SC_PHYS_PAGES')/2**30 if hasattr(os, 'sysconf') else float('nan')
     ncores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
-    return f"{cpu}, {ncores} cores, {mem:.0f} GiB RAM, {gpu}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    load = f", load average {os.getloadavg()[0]:.1f} (other jobs share the cores when it is above {ncores})" if hasattr(os, 'getloadavg') else ''
+    return f"{cpu}, {ncores} cores, {mem:.0f} GiB RAM, {gpu}, torch {torch.__version__}, threads {torch.get_num_threads()}{load}"
 
 def command()->str: return 'python ' + ' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
 

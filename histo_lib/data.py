@@ -355,7 +355,7 @@ def duplicate_groups(x:np.ndarray, ids)->list[list[str]]:
     for i in range(len(x)): groups.setdefault(hashlib.sha1(np.ascontiguousarray(x[i]).tobytes()).digest(), []).append(str(ids[i]))
     return [g for g in groups.values() if len(g)>1]
 
-# %% ../nbs/01_data.ipynb #01-data-031
+# %% ../nbs/01_data.ipynb #01-data-033
 def read_groups(fn:str|Path)->pd.Series:
     "id -> slide/group from a CSV with an `id` column and a `slide` or `group` column."
     df = pd.read_csv(fn, dtype=str)
@@ -384,7 +384,7 @@ def split_items(df:pd.DataFrame, # labelled items
     tr, va = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=strat)
     return np.sort(tr), np.sort(va)
 
-# %% ../nbs/01_data.ipynb #01-data-034
+# %% ../nbs/01_data.ipynb #01-data-036
 def center_crop(x, # NHWC numpy array or NCHW tensor (or a single HWC / CHW image)
                 crop:int # output height and width
                ):
@@ -410,7 +410,7 @@ def to_input(x:np.ndarray, # uint8 NHWC pixels
     xb = torch.from_numpy(np.ascontiguousarray(center_crop(np.asarray(x), crop))).permute(0,3,1,2).float().div_(255)
     return (xb - torch.tensor(mean).view(1,-1,1,1)) / torch.tensor(std).view(1,-1,1,1)
 
-# %% ../nbs/01_data.ipynb #01-data-036
+# %% ../nbs/01_data.ipynb #01-data-038
 def dihedral(xb:torch.Tensor, # NCHW batch (or CHW)
              k:int # which of the 8 views: rotation by k%4 quarter turns, transposed when k>=4
             )->torch.Tensor:
@@ -453,7 +453,7 @@ class ColorJitter(RandTransform):
         x = (x-m)*self.c + m + self.b                   # contrast, then brightness
         return TensorImage(x.clamp_(0,1))
 
-# %% ../nbs/01_data.ipynb #01-data-039
+# %% ../nbs/01_data.ipynb #01-data-041
 class PatchDL(DataLoader):
     "A fastai `DataLoader` of (uint8 image, float label) batches gathered straight from an NHWC pixel array."
     def __init__(self, x:np.ndarray, # uint8 (N,96,96,3) pixels, often a memmap
@@ -475,7 +475,7 @@ class PatchDL(DataLoader):
         kw.update({k:v for k,v in kwargs.items() if k in kw})
         return PatchDL(self.x, self.y, self.crop, **kw)
 
-# %% ../nbs/01_data.ipynb #01-data-040
+# %% ../nbs/01_data.ipynb #01-data-042
 def batch_tfms(mean, std, aug:bool=True, # mean/std: channel statistics in 0..1 units
                lighting:float=0.1, # strength of the colour jitter
                extra=(), # more batch transforms (e.g. stain augmentation)
@@ -486,7 +486,7 @@ def batch_tfms(mean, std, aug:bool=True, # mean/std: channel statistics in 0..1 
     if aug and lighting: tfms += [ColorJitter(lighting)]
     return tfms + [Normalize.from_stats(mean, std, cuda=False)]
 
-# %% ../nbs/01_data.ipynb #01-data-041
+# %% ../nbs/01_data.ipynb #01-data-043
 def patch_dls(x:np.ndarray, y:np.ndarray, # pixels and labels of all items
               train_idx:np.ndarray, valid_idx:np.ndarray, # positions of each split
               crop:int=64, bs:int=32, # centre crop and batch size
@@ -516,7 +516,7 @@ class _Sub:
     @property
     def shape(self): return (len(self.idx), *self.x.shape[1:])
 
-# %% ../nbs/01_data.ipynb #01-data-044
+# %% ../nbs/01_data.ipynb #01-data-046
 def has_split(path:Path, split:str, layout:str='auto')->bool:
     "Whether the dataset at `path` has the split `split`."
     layout = detect_layout(path) if layout=='auto' else layout
@@ -525,7 +525,7 @@ def has_split(path:Path, split:str, layout:str='auto')->bool:
     if layout=='folder': return _class_dirs(path/split) or (split=='train' and _class_dirs(path)) or (split=='test' and bool(_img_files(path/'test')))
     return split=='test'
 
-# %% ../nbs/01_data.ipynb #01-data-045
+# %% ../nbs/01_data.ipynb #01-data-047
 def get_dls(path:str|Path, # dataset folder in any layout
             crop:int=64, bs:int=32, seed:int=42,
             valid:str|Path|None=None, # a validation folder or items CSV; None: the layout's own valid split if any, else valid_pct
@@ -558,7 +558,7 @@ def get_dls(path:str|Path, # dataset folder in any layout
                     y_valid=None if vitems is None else vitems['label'].values, num_workers=num_workers, device=device, seed=seed)
     return dls, items.iloc[tr].reset_index(drop=True), (vitems if vitems is not None else items.iloc[va]).reset_index(drop=True)
 
-# %% ../nbs/01_data.ipynb #01-data-048
+# %% ../nbs/01_data.ipynb #01-data-050
 def summarize(path:str|Path, layout:str='auto', cache=None, splits=('train','valid','test'))->dict:
     "Layout, and per split: count, class balance, unusable items, blank/dark outliers and duplicate groups."
     path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
