@@ -33,5 +33,5 @@ def write_section(name:str, body:str):
     txt = pat.sub(lambda m: block, txt) if pat.search(txt) else txt.rstrip()+'\n\n'+block+'\n'
     fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix='.tmp')
     with os.fdopen(fd, 'w') as f: f.write(txt)
-    os.replace(tmp, RESULTS)
+    os.chmod(tmp, 0o644); os.replace(tmp, RESULTS)
     print(f"\nWrote section '{name}' of {RESULTS}")

@@ -24,7 +24,10 @@ def _add_data_args(p):
     p.add_argument('--settings', default=None, help='settings.ini to read defaults from (default: ./settings.ini or a parent\'s)')
     p.add_argument('--recipe', default=None, help='a named section of settings.ini whose values override [DEFAULT]')
 
-def _add_tta(p): p.add_argument('--tta', default=None, choices=['none','flip','dihedral'], help='test-time augmentation (default: settings tta)')
+def _add_tta(p):
+    p.add_argument('--tta', default=None, choices=['none','flip','dihedral'], help='test-time augmentation (default: settings tta)')
+    p.add_argument('--backend', default='auto', choices=['auto','torch','onnx'],
+                   help='inference engine: auto = ONNX Runtime on CPU when installed, else PyTorch (default: auto)')
 
 def build_parser()->argparse.ArgumentParser:
     "The `histo` argument parser."
@@ -62,6 +65,10 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--skip-bad', action='store_true', help='drop unreadable or malformed images (with a report) instead of stopping')
     p.add_argument('--weights', default=None, help='local weights file to start from (.pth or .safetensors)')
     p.add_argument('--stain-aug', type=float, default=None, help='strength of H&E stain augmentation (0: off)')
+    p.add_argument('--stain-norm', default=None, choices=['none','macenko','reinhard'], help='normalise stains once before training; the model applies it at inference')
+    p.add_argument('--ema', type=float, default=None, help='decay of an exponential moving average of the weights (e.g. 0.998; 0: off)')
+    p.add_argument('--lighting', type=float, default=None, help='strength of the colour jitter (0: off)')
+    p.add_argument('--wd', type=float, default=None, help='weight decay (default: fastai\'s)')
     p.add_argument('--cache', default=None, help='folder for the decoded-patch cache (default: $HISTO_CACHE or ~/.cache/histo_lib)')
     _add_data_args(p)
 
@@ -137,7 +144,9 @@ def cmd_train(a):
                   resume=a.resume, patience=int(s['patience']) or None, monitor=s['monitor'], label_smoothing=float(s['label_smoothing']),
                   drop_outliers=bool(s['drop_outliers']), skip_bad=a.skip_bad, weights=s.get('weights'), cache=s.get('cache') or s.get('cache_dir') or None,
                   lighting=float(s.get('lighting', 0.1)), extra_tfms=extra, model_kwargs=model_kwargs or None,
-                  recipe=a.recipe, stain_aug=s.get('stain_aug') or 0.)
+                  ema=float(s.get('ema') or 0) or None, wd=None if s.get('wd') in (None,'') else float(s['wd']),
+                  pct_start=float(s.get('pct_start') or 0.25), stain_norm=None if s.get('stain_norm') in (None,'','none') else s['stain_norm'],
+                  channels_last=bool(s.get('channels_last', False)), recipe=a.recipe, stain_aug=s.get('stain_aug') or 0.)
     print(f"Run folder: {Path(a.out).resolve()} (model.safetensors, model.json, history.csv, checkpoints/)")
 
 # %% ../nbs/06_cli.ipynb #06-cli-009
@@ -156,7 +165,7 @@ def cmd_predict(a):
     items, layout = _predict_items(data, a.split, s['layout'])
     sample = a.sample_submission or (Path(data)/'sample_submission.csv' if (Path(data)/'sample_submission.csv').exists() else None)
     set_threads(); t = time.time()
-    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble)
+    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend)
     write_submission(items['id'], probs, a.out, sample_submission=sample)
     notes = validate_submission(a.out, sample)
     for n in notes: print(n)
@@ -193,10 +202,10 @@ def cmd_evaluate(a):
     items, split = _labelled_items(a.data, a.split, a.labels, s['layout'])
     if a.sample: items = items.iloc[stratified_sample(a.sample, items['label'].values, seed=int(s['seed']))].reset_index(drop=True)
     set_threads()
-    probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs))
+    probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), backend=a.backend)
     imgs = _error_imgs(items, probs, a.threshold)
     rep = evaluate_preds(items['label'].values, probs, a.out, imgs=imgs, ids=items['id'].values, threshold=a.threshold,
-                         extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample))
+                         extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample, backend=a.backend))
     print(f"{split}: n={rep['n']} accuracy {rep['accuracy']:.4f}  ROC AUC {rep['roc_auc']:.4f}  (threshold {a.threshold}, TTA {s['tta']})")
     print(f"Report: {Path(a.out)/'report.md'} (+ report.json, roc.png, confusion.png, errors.png)")
 

@@ -6,23 +6,26 @@ Docs: https://histo-lib.github.io/histo_lib/infer.html.md"""
 
 # %% ../nbs/04_infer.ipynb #04-infer-002
 from __future__ import annotations
-import csv
+import csv, json, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd
 import torch
 from torch import nn
 from fastprogress.fastprogress import progress_bar
-from .core import HistoError, show_some, atomic_write
-from .data import read_patches, to_input, dihedral
+from fastcore.basics import store_attr
+from .core import HistoError, show_some, atomic_write, atomic_path
+from .data import read_patches, to_input, dihedral, cache_dir
 from .models import load_artefact
 
 # %% auto #0
-__all__ = ['tta_names', 'ensemble_methods', 'tta_views', 'predict_batch', 'ensemble', 'Predictor', 'predict', 'write_submission',
-           'SubmissionError', 'check_submission', 'validate_submission']
+__all__ = ['tta_names', 'tta_n_views', 'ensemble_methods', 'backends', 'tta_views', 'predict_batch', 'ensemble', 'onnx_available',
+           'export_onnx', 'OnnxModel', 'Predictor', 'predict', 'write_submission', 'SubmissionError',
+           'check_submission', 'validate_submission']
 
 # %% ../nbs/04_infer.ipynb #04-infer-005
 tta_names = ('none', 'flip', 'dihedral')
+tta_n_views = dict(none=1, flip=2, dihedral=8)
 
 def _check_tta(tta:str):
     if tta not in tta_names: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
@@ -41,20 +44,39 @@ def _device(model:nn.Module)->torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 @torch.inference_mode()
+def _memory_format(xb:torch.Tensor)->torch.memory_format:
+    "channels_last when `xb` is laid out that way (as `to_input` makes it), else the default NCHW."
+    cl = xb.ndim==4 and xb.is_contiguous(memory_format=torch.channels_last) and not xb.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+def _forward(model, xb:torch.Tensor)->torch.Tensor:
+    "Logits of `xb` as a flat tensor, checked to hold one per image."
+    logits = model(xb)
+    if logits.numel()!=len(xb):
+        raise HistoError(f"The model returned shape {tuple(logits.shape)} for {len(xb)} images; it must return one logit per image (bs,1).")
+    return logits.reshape(-1)
+
+@torch.inference_mode()
 def predict_batch(model:nn.Module, # in eval mode, returning one logit per image
                   xb:torch.Tensor, # normalised NCHW inputs
                   tta:str='dihedral', # 'none', 'flip' or 'dihedral'
-                  stack_views:bool=True, # all views in one forward pass (else one pass per view)
+                  stack_views:bool=True, # views of several images in one forward pass (else one pass per view)
+                  max_forward:int=128, # most images in one forward pass (at least one image's views when stacked)
                  )->torch.Tensor:
     "Probabilities (bs,), float64: sigmoid of the logits averaged over the TTA views."
-    views, bs = tta_views(xb.to(_device(model)), tta), len(xb)
-    if stack_views: logits = model(torch.cat(views) if len(views)>1 else views[0])
-    else: logits = torch.cat([model(v) for v in views])
-    if logits.numel()!=len(views)*bs:
-        raise HistoError(f"The model returned shape {tuple(logits.shape)} for {bs} images; it must return one logit per image (bs,1).")
-    return logits.view(len(views), bs).double().sigmoid().mean(0).cpu()
+    _check_tta(tta)
+    if max_forward<1: raise HistoError(f"max_forward must be at least 1, got {max_forward}.")
+    nv, xb = tta_n_views[tta], xb.to(_device(model))
+    fmt = _memory_format(xb)
+    step = max(1, max_forward//nv) if stack_views else max_forward
+    logits = []  # (nv, chunk) per chunk of images
+    for s in range(0, len(xb), step):
+        views = [v.contiguous(memory_format=fmt) for v in tta_views(xb[s:s+step], tta)]
+        if stack_views: logits.append(_forward(model, torch.cat(views) if nv>1 else views[0]).view(nv, -1))
+        else: logits.append(torch.stack([_forward(model, v) for v in views]))
+    return torch.cat(logits, 1).double().sigmoid().mean(0).cpu()
 
-# %% ../nbs/04_infer.ipynb #04-infer-013
+# %% ../nbs/04_infer.ipynb #04-infer-015
 ensemble_methods = ('mean', 'rank')
 
 def ensemble(prob_list, # per-model probabilities: a list of equal-length arrays, or an (n_models, N) array
@@ -71,7 +93,81 @@ def ensemble(prob_list, # per-model probabilities: a list of equal-length arrays
         ps = rankdata(ps, axis=1) / ps.shape[1]
     return ps.mean(0)
 
-# %% ../nbs/04_infer.ipynb #04-infer-016
+# %% ../nbs/04_infer.ipynb #04-infer-019
+backends = ('auto', 'torch', 'onnx')
+
+def onnx_available()->bool:
+    "Whether `onnxruntime` (the `histo_lib[onnx]` extra) can be imported."
+    try: import onnxruntime; return True
+    except ImportError: return False
+
+def _onnx_key(model:nn.Module, crop:int)->str:
+    "A hash of the model's weights, class and the input crop: it names the exported file."
+    h = hashlib.sha1(f'{type(model).__module__}.{type(model).__qualname__}|{crop}|{torch.__version__}'.encode())
+    for k,v in model.state_dict().items():
+        h.update(k.encode()); h.update(str((v.dtype, tuple(v.shape))).encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
+
+def export_onnx(model:nn.Module, # an eval-mode torch model returning (bs,1) logits
+                crop:int, # input height and width
+                fn:str|Path|None=None, # the .onnx to write; None: `cache_dir()/onnx/<hash>.onnx`, reused if there
+               )->Path:
+    "Export `model` to ONNX with a dynamic batch axis (atomically), or reuse the cached export."
+    fn = Path(fn) if fn else cache_dir()/'onnx'/f'{_onnx_key(model, crop)}.onnx'
+    if fn.exists(): return fn
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    try:
+        with atomic_path(fn) as tmp, warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(model, torch.zeros(2, 3, crop, crop), str(tmp), input_names=['x'], output_names=['logit'],
+                              dynamic_axes=dict(x={0:'n'}, logit={0:'n'}), opset_version=17, dynamo=False)
+    except Exception as e: raise HistoError(f"Cannot export {type(model).__name__} to ONNX ({type(e).__name__}: {str(e)[:300]}); use backend='torch'.") from e
+    return fn
+
+class OnnxModel:
+    "An ONNX Runtime CPU session called like the torch model it came from: NCHW float tensor in, (bs,1) logits out."
+    def __init__(self, fn:str|Path, # an .onnx file with input 'x'
+                 threads:int|None=None, # intra-op threads; None: torch.get_num_threads()
+                ):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads or torch.get_num_threads(), 1
+        so.enable_cpu_mem_arena = False
+        self.fn, self.sess = Path(fn), ort.InferenceSession(str(fn), so, providers=['CPUExecutionProvider'])
+    def __call__(self, xb:torch.Tensor)->torch.Tensor:
+        x = np.ascontiguousarray(xb.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.sess.run(None, {'x': x})[0])
+    def parameters(self): return iter(())
+    def eval(self): return self
+    def __repr__(self): return f"OnnxModel({self.fn.name})"
+
+def _with_backend(model:nn.Module, cfg:dict, backend:str, device:torch.device):
+    "`model` itself, or its ONNX Runtime twin when `backend` asks for (or 'auto' allows) one."
+    if backend=='torch' or (backend=='auto' and (device.type!='cpu' or not onnx_available())): return model
+    if device.type!='cpu': raise HistoError(f"backend='onnx' runs on the CPU only; use backend='torch' on {device}.")
+    if not onnx_available(): raise HistoError("backend='onnx' needs onnxruntime: pip install 'histo_lib[onnx]' (or use backend='torch').")
+    try: return OnnxModel(export_onnx(model, cfg['crop']))
+    except Exception as e:
+        if backend=='onnx': raise
+        warnings.warn(f"ONNX Runtime cannot run this model ({type(e).__name__}: {str(e)[:300]}); keeping PyTorch for it.")
+        return model
+
+# %% ../nbs/04_infer.ipynb #04-infer-023
+def _stain_norm(cfg:dict, src:str='model'):
+    "The fitted stain normaliser `cfg['stain_norm']` describes, or None."
+    st = cfg.get('stain_norm')
+    if not st: return None
+    from histo_lib.stain import StainNormalizer
+    if not isinstance(st, dict): raise HistoError(f"{src}: 'stain_norm' must be a normaliser state dict (from .state()), got {st!r}.")
+    return StainNormalizer.from_state(st)
+
+def _prep_key(cfg:dict)->tuple:
+    "What makes two models' inputs the same: stain normaliser, crop, mean and std."
+    return json.dumps(cfg.get('stain_norm') or None, sort_keys=True), cfg['crop'], tuple(cfg['mean']), tuple(cfg['std'])
+
+# %% ../nbs/04_infer.ipynb #04-infer-024
 def _as_data(data):
     "`data` as a uint8 NHWC array or a list of source strings, checked."
     if isinstance(data, pd.DataFrame):
@@ -98,25 +194,30 @@ def _decoded_batches(data, bs:int, prefetch:bool):
             fut = nxt
         if fut is not None: yield fut.result()
 
-# %% ../nbs/04_infer.ipynb #04-infer-017
+# %% ../nbs/04_infer.ipynb #04-infer-025
 class Predictor:
     "Models loaded once from `run_dirs`; calling it gives (ensembled) probabilities for pixels or sources, in batches."
     def __init__(self, run_dirs, # a run folder (or model.json), a list of them, or `(model, cfg)` pairs
                  tta:str='dihedral', # 'none', 'flip' or 'dihedral'
-                 bs:int=256, # images decoded and predicted at a time
+                 bs:int=64, # images decoded and predicted at a time
                  ensemble:str='mean', # how several models are combined: 'mean' or 'rank'
                  device=None, # where the models run; None: cuda if available, else cpu
-                 stack_views:bool=True, # all TTA views in one forward pass
+                 stack_views:bool=True, # TTA views of several images in one forward pass
                  prefetch:bool=True, # decode the next batch in a thread while predicting this one
+                 max_forward:int=128, # most images in one forward pass: bounds memory whatever bs and tta are
+                 backend:str='auto', # 'torch', 'onnx' (ONNX Runtime, CPU) or 'auto': onnx on CPU when installed
                 ):
         _check_tta(tta)
         if ensemble not in ensemble_methods: raise HistoError(f"Unknown ensemble method '{ensemble}': use {' or '.join(ensemble_methods)}.")
-        if bs<1: raise HistoError(f"bs must be at least 1, got {bs}.")
+        if backend not in backends: raise HistoError(f"Unknown backend '{backend}': use one of {', '.join(backends)}.")
+        if bs<1 or max_forward<1: raise HistoError(f"bs and max_forward must be at least 1, got {bs} and {max_forward}.")
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         srcs = run_dirs if isinstance(run_dirs, (list, tuple)) and not _is_pair(run_dirs) else [run_dirs]
         if not srcs: raise HistoError("No models given: pass at least one run folder.")
-        self.models, self.cfgs = zip(*[self._load(o) for o in srcs])
-        self.tta, self.bs, self.ensemble, self.stack_views, self.prefetch = tta, bs, ensemble, stack_views, prefetch
+        models, self.cfgs = zip(*[self._load(o) for o in srcs])
+        self.norms = [_stain_norm(c, 'model' if _is_pair(o) else str(o)) for c,o in zip(self.cfgs, srcs)]
+        self.models = [_with_backend(m, c, backend, self.device) for m,c in zip(models, self.cfgs)]
+        store_attr('tta,bs,ensemble,stack_views,prefetch,max_forward,backend')
 
     def _load(self, o):
         if _is_pair(o): model, cfg = o; return model.to(self.device).eval(), cfg
@@ -133,11 +234,12 @@ class Predictor:
         if progress and n_batches>1: batches = progress_bar(batches, total=n_batches, leave=False)
         s = 0
         for x in batches:
-            inputs = {}  # models trained with the same preprocessing share one input tensor
-            for i,(model,cfg) in enumerate(zip(self.models, self.cfgs)):
-                key = (cfg['crop'], tuple(cfg['mean']), tuple(cfg['std']))
-                if key not in inputs: inputs[key] = to_input(x, *key)
-                res[i, s:s+len(x)] = predict_batch(model, inputs[key], self.tta, self.stack_views).numpy()
+            pixels, inputs = {}, {}  # models with the same stain normaliser / preprocessing share them
+            for i,(model,cfg,norm) in enumerate(zip(self.models, self.cfgs, self.norms)):
+                key = _prep_key(cfg)
+                if key[0] not in pixels: pixels[key[0]] = _normalize(norm, x) if norm else x
+                if key not in inputs: inputs[key] = to_input(pixels[key[0]], *key[1:])
+                res[i, s:s+len(x)] = predict_batch(model, inputs[key], self.tta, self.stack_views, self.max_forward).numpy()
             s += len(x)
         return res
 
@@ -147,20 +249,28 @@ class Predictor:
 
 def _is_pair(o)->bool: return isinstance(o, (tuple, list)) and len(o)==2 and isinstance(o[0], nn.Module)
 
-# %% ../nbs/04_infer.ipynb #04-infer-018
+def _normalize(norm, x:np.ndarray)->np.ndarray:
+    "`stain.normalize_batch`, imported when first needed."
+    from histo_lib.stain import normalize_batch
+    return normalize_batch(norm, x)
+
+# %% ../nbs/04_infer.ipynb #04-infer-026
 def predict(run_dirs, # a run folder, a list of them (an ensemble), or `(model, cfg)` pairs
             data, # uint8 NHWC pixels, or sources (paths, `file.h5#i`, a Series or an items table with `src`)
             tta:str='dihedral', # 'none', 'flip' or 'dihedral'
-            bs:int=256, # images decoded and predicted at a time
+            bs:int=64, # images decoded and predicted at a time
             progress:bool=True, # show a progress bar over batches
             ensemble:str='mean', # 'mean' or 'rank', when there are several models
             device=None, # None: cuda if available, else cpu
             stack_views:bool=True, prefetch:bool=True,
+            max_forward:int=128, # most images in one forward pass (bounds memory)
+            backend:str='auto', # 'torch', 'onnx' or 'auto' (onnx on CPU when onnxruntime is installed)
            )->np.ndarray:
     "Probabilities (N,) of tumour in the centre of each image of `data`."
-    return Predictor(run_dirs, tta, bs, ensemble, device, stack_views, prefetch)(data, progress)
+    return Predictor(run_dirs, tta=tta, bs=bs, ensemble=ensemble, device=device, stack_views=stack_views,
+                     prefetch=prefetch, max_forward=max_forward, backend=backend)(data, progress)
 
-# %% ../nbs/04_infer.ipynb #04-infer-026
+# %% ../nbs/04_infer.ipynb #04-infer-038
 def _sample_ids(sample_submission)->pd.Index:
     "The ids of a sample submission (a CSV path or a table with an `id` column), as strings."
     if isinstance(sample_submission, pd.DataFrame): df = sample_submission
@@ -199,7 +309,7 @@ def write_submission(ids, # the image ids, as in the test folder / sample submis
         for i,p in sub.items(): w.writerow([i, _fmt(p)])
     return fn
 
-# %% ../nbs/04_infer.ipynb #04-infer-031
+# %% ../nbs/04_infer.ipynb #04-infer-043
 class SubmissionError(HistoError):
     "A submission file Kaggle would reject or score wrongly."
 

@@ -84,3 +84,11 @@ def test_help(cmd):
 def test_user_error_is_one_line(tmp_path):
     r = histo('train', tmp_path/'missing', '--out', tmp_path/'o', ok=False)
     assert r.returncode==2 and r.stderr.strip().count('\n')==0 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
+
+def test_stain_norm_travels_with_the_model(run, tmp_path):
+    d, _ = run
+    histo('train', d/'data', '--out', tmp_path/'sn', '--stain-norm', 'reinhard', '--patience', 0, cwd=d)
+    cfg = json.loads((tmp_path/'sn'/'model.json').read_text())
+    assert cfg['stain_norm']['name']=='reinhard' and len(cfg['stain_norm']['means'])==3
+    histo('predict', tmp_path/'sn', d/'data', '--out', tmp_path/'sn.csv', '--tta', 'none', '--backend', 'torch', cwd=d)
+    assert pd.read_csv(tmp_path/'sn.csv').label.between(0,1).all()

@@ -3,10 +3,10 @@ import numpy as np, pandas as pd, pytest, torch, tifffile
 from torch import nn
 import histo_lib.infer as infer
 from histo_lib.core import HistoError
-from histo_lib.data import to_input
+from histo_lib.data import to_input, cache_dir
 from histo_lib.models import build_model, save_artefact, load_artefact
 from histo_lib.infer import (tta_views, predict_batch, ensemble, Predictor, predict, write_submission, check_submission,
-                             validate_submission, SubmissionError)
+                             validate_submission, SubmissionError, export_onnx, OnnxModel, onnx_available)
 
 torch.set_num_threads(1)
 CFG = dict(arch='reference', crop=32, mean=[0.70, 0.54, 0.69], std=[0.16, 0.20, 0.15], model_kwargs=dict(widths=(8, 16), dense=16))
@@ -21,6 +21,9 @@ class Recorder(nn.Module):
     def forward(self, x): self.seen.append(len(x)); return x.mean((1, 2, 3))[:, None]*self.w
 
 def sig(m, x): return m(x).double().sigmoid().view(-1)
+
+needs_ort = pytest.mark.skipif(not onnx_available(), reason='onnxruntime not installed (histo_lib[onnx])')
+T = dict(progress=False, backend='torch')  # exact comparisons with PyTorch computations
 
 # --- TTA
 def test_views_differ():
@@ -51,6 +54,38 @@ def test_views_batched_in_one_forward(tta, n):
     assert m.seen == [4*n]
     m = Recorder(); predict_batch(m, torch.randn(4, 3, 8, 8), tta, stack_views=False)
     assert m.seen == [4]*n
+
+@pytest.mark.parametrize('tta,bs,max_forward,sizes', [
+    ('dihedral', 256, 128, [128]*16), ('dihedral', 40, 128, [128, 128, 64]), ('flip', 40, 50, [50, 30]),
+    ('none', 300, 128, [128, 128, 44]), ('dihedral', 5, 3, [8]*5)])
+def test_max_forward_bounds_each_pass(tta, bs, max_forward, sizes):
+    m, xb = Recorder(), torch.randn(bs, 3, 4, 4)
+    exp = predict_batch(m, xb, tta, max_forward=10**6); assert m.seen == [bs*len(tta_views(xb[:1], tta))]
+    m.seen = []
+    assert torch.allclose(predict_batch(m, xb, tta, max_forward=max_forward), exp, atol=1e-7)
+    assert m.seen == sizes
+
+def test_max_forward_separate_views():
+    m = Recorder(); predict_batch(m, torch.randn(40, 3, 4, 4), 'flip', stack_views=False, max_forward=32)
+    assert m.seen == [32, 32, 8, 8]
+    with pytest.raises(HistoError, match='max_forward'): predict_batch(m, torch.randn(2, 3, 4, 4), max_forward=0)
+
+def test_predictor_passes_max_forward(setup):
+    d, px, _, m1 = setup
+    rec = Recorder(); Predictor([(rec, CFG)], bs=9, max_forward=16, backend='torch')(px, progress=False)
+    assert rec.seen == [16]*4 + [8]
+
+def test_views_keep_channels_last():
+    "to_input's channels-last layout survives stacking (PyTorch's CPU convs are ~1.4x faster on it)."
+    fmts = []
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.w = nn.Parameter(torch.ones(1))
+        def forward(self, x): fmts.append(x.is_contiguous(memory_format=torch.channels_last)); return x.mean((1, 2, 3))[:, None]*self.w
+    xb = to_input(np.random.default_rng(0).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8), 32, [0.5]*3, [0.25]*3)
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    predict_batch(M(), xb, 'dihedral'); predict_batch(M(), xb, 'flip', stack_views=False)
+    assert fmts == [True]*3
+    fmts.clear(); predict_batch(M(), xb.contiguous(), 'dihedral'); assert fmts == [False]
 
 def test_unknown_tta():
     with pytest.raises(HistoError, match='Unknown TTA'): tta_views(torch.zeros(1, 3, 4, 4), 'd4')
@@ -92,9 +127,9 @@ def test_artefact_round_trip(setup):
     with torch.no_grad():
         exp = [sig(m1, to_input(px, 32, CFG['mean'], CFG['std'])).numpy(),
                sig(m1, to_input(px, 32, CFG['mean'], CFG['std']).flip(-1)).numpy()]
-    np.testing.assert_allclose(predict(d/'run1', px, tta='none', progress=False), exp[0], atol=1e-7)
-    np.testing.assert_allclose(predict(d/'run1', px, tta='flip', progress=False), np.mean(exp, 0), atol=1e-7)
-    np.testing.assert_allclose(predict(d/'run1'/'model.json', px, tta='none', progress=False), exp[0], atol=1e-7)
+    np.testing.assert_allclose(predict(d/'run1', px, tta='none', **T), exp[0], atol=1e-7)
+    np.testing.assert_allclose(predict(d/'run1', px, tta='flip', **T), np.mean(exp, 0), atol=1e-7)
+    np.testing.assert_allclose(predict(d/'run1'/'model.json', px, tta='none', **T), exp[0], atol=1e-7)
 
 def test_stream_equals_memory(setup):
     d, px, fns, _ = setup
@@ -112,13 +147,68 @@ def test_stream_decodes_bs_at_a_time(setup, monkeypatch):
 
 def test_ensemble_uses_each_models_preprocessing(setup):
     d, px, fns, _ = setup
-    p1, p2 = (predict(d/r, px, tta='none', progress=False) for r in ('run1', 'run2'))
-    np.testing.assert_allclose(predict([d/'run1', d/'run2'], fns, tta='none', progress=False), (p1+p2)/2, atol=1e-7)
-    each = Predictor([d/'run1', d/'run2'], tta='none').predict_each(px, progress=False)
+    p1, p2 = (predict(d/r, px, tta='none', **T) for r in ('run1', 'run2'))
+    np.testing.assert_allclose(predict([d/'run1', d/'run2'], fns, tta='none', **T), (p1+p2)/2, atol=1e-7)
+    each = Predictor([d/'run1', d/'run2'], tta='none', backend='torch').predict_each(px, progress=False)
     assert each.shape == (2, len(px)) and not np.allclose(each[0], each[1])
     from scipy.stats import rankdata
-    np.testing.assert_allclose(predict([d/'run1', d/'run2'], px, tta='none', ensemble='rank', progress=False),
+    np.testing.assert_allclose(predict([d/'run1', d/'run2'], px, tta='none', ensemble='rank', **T),
                                (rankdata(p1)+rankdata(p2))/2/len(px))
+
+# --- stain normalisation at inference
+def test_stain_norm_applied_per_model(setup):
+    from histo_lib.stain import ReinhardNormalizer
+    d, px, _, m1 = setup
+    norm = ReinhardNormalizer().fit(px[:3])
+    cfg = {**CFG, 'stain_norm': norm.state()}
+    raw, normed = predict([(m1, CFG)], px, **T), predict([(m1, cfg)], px, **T)
+    assert np.abs(raw - normed).max() > 1e-4
+    np.testing.assert_allclose(normed, predict([(m1, CFG)], norm.transform(px), **T), atol=1e-12)
+    each = Predictor([(m1, cfg), (m1, CFG)], backend='torch').predict_each(px, progress=False)
+    np.testing.assert_allclose(each, [normed, raw], atol=1e-12)
+
+def test_stain_norm_bad_state(setup):
+    _, px, _, m1 = setup
+    with pytest.raises(HistoError, match="Unknown stain normaliser 'x'"): Predictor([(m1, {**CFG, 'stain_norm': {'name': 'x'}})])
+    with pytest.raises(HistoError, match='state dict'): Predictor([(m1, {**CFG, 'stain_norm': 'reinhard'})])
+
+# --- ONNX Runtime backend
+@needs_ort
+def test_onnx_matches_torch(setup):
+    d, px, fns, m1 = setup
+    fn = export_onnx(m1, 32)
+    xb = to_input(px, 32, CFG['mean'], CFG['std'])
+    with torch.no_grad(): np.testing.assert_allclose(OnnxModel(fn)(xb).numpy(), m1(xb).numpy(), atol=1e-4)
+    for tta in ('none', 'dihedral'):
+        np.testing.assert_allclose(predict([d/'run1', d/'run2'], fns, tta=tta, bs=4, progress=False, backend='onnx'),
+                                   predict([d/'run1', d/'run2'], px, tta=tta, **T), atol=1e-4)
+
+@needs_ort
+def test_onnx_export_cached_by_weights(setup):
+    _, _, _, m1 = setup
+    fn = export_onnx(m1, 32)
+    assert fn.parent == cache_dir()/'onnx' and fn.exists()  # conftest points $HISTO_CACHE at a temporary folder
+    mtime = fn.stat().st_mtime_ns
+    assert export_onnx(m1, 32) == fn and fn.stat().st_mtime_ns == mtime
+    torch.manual_seed(5); other = build_model('reference', 32, **CFG['model_kwargs']).eval()
+    assert export_onnx(other, 32) != fn and export_onnx(m1, 48) != fn
+
+def test_backend_choice(setup, monkeypatch):
+    d, _, _, m1 = setup
+    assert isinstance(Predictor(d/'run1', backend='torch').models[0], nn.Module)
+    if onnx_available(): assert isinstance(Predictor(d/'run1').models[0], OnnxModel)  # 'auto' on CPU
+    with pytest.raises(HistoError, match="Unknown backend 'trt'"): Predictor(d/'run1', backend='trt')
+    monkeypatch.setattr(infer, 'onnx_available', lambda: False)
+    assert isinstance(Predictor(d/'run1').models[0], nn.Module)
+    with pytest.raises(HistoError, match=r'histo_lib\[onnx\]'): Predictor(d/'run1', backend='onnx')
+
+def test_auto_falls_back_when_export_fails(setup, monkeypatch):
+    d, _, _, _ = setup
+    if not onnx_available(): pytest.skip('onnxruntime not installed')
+    def boom(model, crop): raise HistoError('Cannot export RefCNN to ONNX')
+    monkeypatch.setattr(infer, 'export_onnx', boom)
+    with pytest.warns(UserWarning, match='keeping PyTorch'): assert isinstance(Predictor(d/'run1').models[0], nn.Module)
+    with pytest.raises(HistoError, match='Cannot export'): Predictor(d/'run1', backend='onnx')
 
 def test_predict_errors(setup):
     d, px, fns, _ = setup
