@@ -400,8 +400,12 @@ def channel_stats(x:np.ndarray, # uint8 NHWC pixels
                   seed:int=0)->tuple[list, list]:
     "Per-channel mean and std (0..1 units) over a seeded sample of `x`."
     idx = np.sort(np.random.default_rng(seed).choice(len(x), min(n, len(x)), replace=False))
-    xs = np.asarray(x[idx], dtype=np.float64)/255
-    return xs.mean((0,1,2)).tolist(), xs.std((0,1,2)).tolist()
+    s, s2, cnt = np.zeros(3), np.zeros(3), 0
+    for i in range(0, len(idx), 512):  # in chunks: a float64 copy of 10k patches would take 2 GB
+        xs = np.asarray(x[idx[i:i+512]], dtype=np.float64).reshape(-1, 3)/255
+        s += xs.sum(0); s2 += (xs**2).sum(0); cnt += len(xs)
+    mean = s/cnt
+    return mean.tolist(), np.sqrt(np.maximum(s2/cnt - mean**2, 0)).tolist()
 
 def to_input(x:np.ndarray, # uint8 NHWC pixels
              crop:int, mean, std, # the preprocessing a model was trained with
