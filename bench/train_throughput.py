@@ -78,30 +78,62 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, seed=0):
     t = t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
+def data_path(n_batches:int=30, bs:int=64, crop:int=64):
+    "Images/s of the training batch path alone (gather, crop, float, dihedral, jitter, normalise) from three sources."
+    from histo_lib.data import read_patches, cache_key, cache_dir
+    root = Path(__file__).parents[2]/'shared'/'data'/'pcam-sample'
+    items = load_items(root, 'train'); mm, items = decode_items(items, progress=False)
+    ram = np.asarray(mm[:n_batches*bs*2])
+    y = items['label'].values.astype(np.float32)[:len(ram)]
+    srcs = items['src'].values[:len(ram)]
+    class _Jpeg:  # decodes each requested row from its JPEG: no cache at all
+        shape = ram.shape
+        def __len__(self): return len(srcs)
+        def __getitem__(self, i): return read_patches(srcs[i])
+    res = {}
+    for name, x in (('in-RAM uint8 array', ram), ('decoded uint8 cache (memmap)', mm[:len(ram)]), ('JPEG decode per batch (no cache)', _Jpeg())):
+        dls = patch_dls(x, y, np.arange(len(ram)), np.arange(bs), crop=crop, bs=bs, seed=0)
+        t = time.perf_counter(); k = 0
+        for b in dls.train:
+            k += 1
+            if k==n_batches: break
+        res[name] = bs*n_batches/(time.perf_counter()-t)
+        print(f"{name:34s} {res[name]:8.0f} img/s", flush=True)
+    return res
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--archs', default='reference,resnet18'); ap.add_argument('--crops', default='96,64')
     ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,plain_tensors', help='fastai-side variants: default, plain_tensors, channels_last')
-    ap.add_argument('--section', default='train_throughput')
+    ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
+    ap.add_argument('--data-path', action='store_true', help='only time the batch path (no model) from RAM, memmap cache and JPEGs')
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    threads = [int(t) for t in str(a.threads).split(',')]
+    torch.set_num_threads(threads[0])
+    if a.data_path:
+        load0 = os.getloadavg()[0]; res = data_path(crop=int(a.crops.split(',')[-1]))
+        write_section('train_data_path', f"## Training batch path alone (no model), crop {a.crops.split(',')[-1]}, bs 64, torch threads {a.threads}, load {load0:.1f}\n\n"
+                      "| source | img/s |\n|---|---|\n" + '\n'.join(f"| {k} | {v:.0f} |" for k,v in res.items()))
+        return
     load0 = os.getloadavg()[0]
     x, y, src = pixels(a.bs*a.batches)
     rows = []
     for arch in a.archs.split(','):
         for crop in map(int, a.crops.split(',')):
             for var in a.variants.split(','):
+              for th in threads:
                 cl, pt = 'channels_last' in var, var!='default'
                 fa, pl = [], []
+                torch.set_num_threads(th)
                 for r in range(a.rounds):
                     fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, pt, seed=r))
                     pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, seed=r))
                 f, p = np.median(fa), np.median(pl)
-                rows.append((arch, crop, var, f, p, p/f-1))
-                print(f"{arch:10s} crop {crop:3d} {var:22s} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
+                rows.append((arch, crop, var, f, p, p/f-1, th))
+                print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
                       f"(rounds fastai {[round(v) for v in fa]}, plain {[round(v) for v in pl]})", flush=True)
     load1 = os.getloadavg()[0]
     body = (f"## Training throughput: fastai Learner vs plain PyTorch\n\n"
@@ -110,8 +142,8 @@ def main():
             f"(the 2 cores are shared with other jobs, so absolute img/s are noisy; the ratio is measured interleaved). "
             f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
             f"Overhead = plain/fastai - 1 (positive: fastai slower).\n\n"
-            "| arch | crop | fastai variant | fastai img/s | plain img/s | fastai overhead |\n|---|---|---|---|---|---|\n" +
-            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% |" for r in rows))
+            "| arch | crop | fastai variant | threads | fastai img/s | plain img/s | fastai overhead |\n|---|---|---|---|---|---|---|\n" +
+            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[6]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% |" for r in rows))
     write_section(a.section, body)
 
 if __name__=='__main__': main()

@@ -104,10 +104,11 @@ def write_json(obj, path:str|Path):
     with atomic_write(path) as f: json.dump(obj, f, indent=2, default=str)
 
 # %% ../nbs/00_core.ipynb #00-core-019
-def set_threads(n:int|None=None # threads for torch; None: every core this process may use
+def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else $OMP_NUM_THREADS, else every core
                )->int:
     "Pin torch's intra-op thread count."
     import torch
-    n = n or len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (n or os.cpu_count())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    n = n or int(os.environ.get('HISTO_THREADS') or os.environ.get('OMP_NUM_THREADS') or 0) or cores
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()

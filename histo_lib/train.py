@@ -160,7 +160,7 @@ def make_learner(dls, # DataLoaders from `get_dls`/`patch_dls`
                  label_smoothing:float=0., weights:str|Path|None=None, # optional local weights to start from
                  model_kwargs:dict|None=None, # extra arguments to the architecture
                  channels_last:bool=False, # NHWC memory format (faster for some CPU convs)
-                 plain_tensors:bool=True, # hand the model plain tensors (see `PlainTensors`)
+                 plain_tensors:bool=False, # hand the model plain tensors (see `PlainTensors`)
                  cbs=None)->Learner:
     "A fastai `Learner` with BCE on one logit, Adam, and accuracy + ROC AUC metrics."
     model = build_model(arch, dls.crop, weights=weights, **(model_kwargs or {}))
@@ -219,7 +219,7 @@ def stain_normalised_dls(dls, # DataLoaders from `get_dls`/`patch_dls`
     new = patch_dls(xt, trn.y, np.arange(len(xt)), np.arange(len(xv)), dls.crop, trn.bs, x_valid=xv, y_valid=val.y, seed=seed, **kwargs)
     return new, norm
 
-# %% ../nbs/03_train.ipynb #03-train-020
+# %% ../nbs/03_train.ipynb #03-train-021
 def _literal(v):
     if not isinstance(v, str): return v
     try: return ast.literal_eval(v)

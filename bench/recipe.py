@@ -1,0 +1,147 @@
+"""Recipe search on pcam-sample: train named variants on train/ (validation = valid/), then score valid/ with and
+without dihedral TTA. Every variant ever run is kept in bench/_work/recipe_rows.json and the whole table is rewritten
+into the `recipe` section of bench/RESULTS.md.
+
+    HISTO_CACHE=/work/cache python bench/recipe.py ref48_e2 mnv3_64_e3      # run these variants
+    python bench/recipe.py --settings cpu-best                              # the [cpu-best] section of settings.ini
+    python bench/recipe.py --list
+    python bench/recipe.py --score RUN_DIR --name cli:cpu-best --time-log LOG   # add a run trained by `histo train`
+
+`n_train` < 20000 trains on a seeded, class-balanced subsample of train/ (for short exploration runs); valid/ is always
+the full 3,000. Only train/ and valid/ are ever read.
+"""
+from __future__ import annotations
+import argparse, json, os, sys, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+sys.path.insert(0, str(Path(__file__).parent))
+warnings.filterwarnings('ignore')
+from _results import write_section
+from sklearn.metrics import roc_auc_score
+from histo_lib.core import load_settings, set_threads
+from histo_lib.data import load_items, decode_items
+from histo_lib.train import train
+from histo_lib.infer import predict
+
+ROOT = Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample'
+WORK = Path(__file__).parent/'_work'
+RUNS = Path(os.environ.get('HISTO_CACHE') or '/tmp')/'recipes'
+SMALL = dict(widths=(16,32,64), dense=256)
+
+VARIANTS = {
+    # the reference point: a small plain CNN, crop 48, 2 epochs
+    'ref48_small_e2':  dict(arch='reference', crop=48, epochs=2, lr=2e-3, bs=64, model_kwargs=SMALL),
+    'ref48_e2':        dict(arch='reference', crop=48, epochs=2, lr=2e-3, bs=64),
+    'ref32_e3':        dict(arch='reference', crop=32, epochs=3, lr=2e-3, bs=64),
+    'ref64_small_e2':  dict(arch='reference', crop=64, epochs=2, lr=2e-3, bs=64, model_kwargs=SMALL),
+    'ref48_small_e4':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL),
+    'ref48_small_e4_ema': dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, ema=0.998),
+    'ref48_small_e4_ls':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, label_smoothing=0.1),
+    'ref48_small_e4_lr5': dict(arch='reference', crop=48, epochs=4, lr=5e-3, bs=64, model_kwargs=SMALL),
+    'ref48_small_e4_nolight': dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, lighting=0.),
+    'ref48_small_e4_light2':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, lighting=0.2),
+    'ref48_small_e3':  dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL),
+    'ref48_small_e3_repeat': dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL),  # reproducibility
+    'ref48_small_e3_ema': dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL, ema=0.998),
+    'mnv3_64_e3':      dict(arch='mobilenetv3_small_100', crop=64, epochs=3, lr=5e-3, bs=64),
+    'mnv3_96_e3':      dict(arch='mobilenetv3_small_100', crop=96, epochs=3, lr=5e-3, bs=64),
+    'r18_48_e2':       dict(arch='resnet18', crop=48, epochs=2, lr=2e-3, bs=64),
+    'effb0_48_e2':     dict(arch='efficientnet_b0', crop=48, epochs=2, lr=3e-3, bs=64),
+}
+
+def subsample(n:int, seed:int=0)->Path:
+    "A balanced, seeded subsample of train/ as an items CSV (id,src,label)."
+    fn = WORK/f'train_sub{n}_s{seed}.csv'
+    if not fn.exists():
+        items = load_items(ROOT, 'train')
+        idx = np.concatenate([np.random.default_rng(seed).choice(np.where(items.label==c)[0], n//2, replace=False) for c in (0,1)])
+        WORK.mkdir(exist_ok=True); items.iloc[np.sort(idx)].to_csv(fn, index=False)
+    return fn
+
+def valid_pixels():
+    items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
+    return np.asarray(x), items['label'].values
+
+def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
+    kw = dict(kw); out = RUNS/name
+    data = ROOT if n_train>=20000 else subsample(n_train)
+    t = time.time()
+    learn = train(data, out, valid=ROOT, patience=None, **kw)
+    secs = time.time()-t
+    aucs = {}
+    for tta in ('none', 'dihedral'):
+        p = predict([out], xv, tta=tta, backend='torch', progress=False)
+        aucs[tta] = roc_auc_score(yv, p)
+    hist = pd.read_csv(out/'history.csv')
+    row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), valid_auc=round(aucs['none'], 4),
+               tta_auc=round(aucs['dihedral'], 4), epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
+               params=json.loads((out/'model.json').read_text())['n_params'])
+    print(json.dumps(row), flush=True)
+    return row
+
+def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
+    "A row for a run trained elsewhere (e.g. by `histo train --recipe ...`), with `/usr/bin/time -v` wall time if logged."
+    import re
+    cfg = json.loads((Path(run_dir)/'model.json').read_text()); tr = cfg['train']
+    aucs = {t: roc_auc_score(yv, predict([run_dir], xv, tta=t, backend='torch', progress=False)) for t in ('none', 'dihedral')}
+    hist = pd.read_csv(Path(run_dir)/'history.csv')
+    wall = None
+    if time_log:
+        m = re.search(r'Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)', Path(time_log).read_text(errors='ignore'))
+        if m: wall = sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':'))))
+    row = dict(name=name, n_train=tr.get('n_train', 0), arch=cfg['arch'], crop=str(cfg['crop']), epochs=str(tr['epochs']), lr=str(tr['lr']),
+               bs=str(tr['bs']), model_kwargs=str(cfg['model_kwargs']), train_s=round(tr['seconds']),
+               **({'process_wall_s': round(wall)} if wall else {}), valid_auc=round(aucs['none'], 4), tta_auc=round(aucs['dihedral'], 4),
+               epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1), params=cfg['n_params'])
+    print(json.dumps(row), flush=True)
+    return row
+
+def table(rows)->str:
+    hdr = "| variant | n_train | arch | crop | epochs | lr | extra | params | train s | valid AUC | TTA AUC (dihedral) | AUC per epoch | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params'}
+    return hdr + '\n'.join(f"| {r['name']} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
+                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | "
+                           f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('variants', nargs='*'); ap.add_argument('--n-train', type=int, default=20000)
+    ap.add_argument('--settings', default=None, help='run a recipe section of settings.ini instead (e.g. cpu-best)')
+    ap.add_argument('--threads', type=int, default=None); ap.add_argument('--list', action='store_true')
+    ap.add_argument('--score', default=None, help='a finished run folder to score and add as a row (with --name)')
+    ap.add_argument('--name', default=None); ap.add_argument('--time-log', default=None, help='log holding `/usr/bin/time -v` output')
+    a = ap.parse_args()
+    if a.list: print('\n'.join(f'{k}: {v}' for k,v in VARIANTS.items())); return
+    if not ROOT.exists(): sys.exit(f'{ROOT} is absent.')
+    set_threads(a.threads)
+    todo = {n: VARIANTS[n] for n in a.variants}
+    if a.settings:
+        s = load_settings(Path(__file__).parents[1]/'settings.ini', a.settings)
+        keys = ('arch','crop','bs','epochs','lr','label_smoothing','lighting','ema','wd','pct_start','seed','stain_norm')
+        kw = {k: s[k] for k in keys if k in s and s[k] not in (None, '')}
+        for k in ('crop','bs','epochs','seed'): kw[k] = int(kw[k]) if k in kw else None
+        for k in ('lr','label_smoothing','lighting','ema','wd','pct_start'):
+            if k in kw: kw[k] = float(kw[k])
+        kw = {k:v for k,v in kw.items() if v is not None}
+        mk = {k[6:]:v for k,v in s.items() if k.startswith('model_')}
+        if mk: kw['model_kwargs'] = mk
+        todo[f'settings:{a.settings}'] = kw
+    xv, yv = valid_pixels()
+    fn = WORK/'recipe_rows.json'; WORK.mkdir(exist_ok=True)
+    jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
+    if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
+    for name, job in jobs:
+        row = job()
+        rows = json.loads(fn.read_text()) if fn.exists() else []  # re-read: other runs may have added rows meanwhile
+        rows = [r for r in rows if (r['name'], r['n_train'])!=(name, row['n_train'])] + [row]
+        fn.write_text(json.dumps(rows, indent=1))
+    body = ("## Recipe search on pcam-sample (train/ 20k or a balanced subsample; scored on the full valid/ 3k, slide-disjoint)\n\n"
+            "valid AUC: the saved model (best epoch by valid AUC), no TTA; TTA AUC: mean of the 8 dihedral views. "
+            "train s: wall seconds of `train()` incl. data loading on the shared 2-core machine (load = 1-min load average "
+            "at the end; other jobs shared the cores, so times are upper bounds). One torch thread per run: with 2 threads on the "
+            "oversubscribed cores torch spin-waits and trains ~3x slower (reference CNN crop 64: 8.6 vs 26.5 img/s at load 5). "
+            "`cli:` rows are `histo train ... --recipe cpu-best` runs scored afterwards (`process_wall_s`: `/usr/bin/time -v` of the "
+            "whole command). `*_repeat` reruns a variant with the same seed to check reproducibility.\n\n" + table(rows))
+    write_section('recipe', body)
+
+if __name__=='__main__': main()
