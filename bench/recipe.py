@@ -130,6 +130,7 @@ def main():
     fn = WORK/'recipe_rows.json'; WORK.mkdir(exist_ok=True)
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
     if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
+    rows = json.loads(fn.read_text()) if fn.exists() else []  # no variants given: just re-render the table
     for name, job in jobs:
         row = job()
         rows = json.loads(fn.read_text()) if fn.exists() else []  # re-read: other runs may have added rows meanwhile
