@@ -1,5 +1,5 @@
 """Recipe search on pcam-sample: train named variants on train/ (validation = valid/), then score valid/ with and
-without dihedral TTA. Every variant ever run is kept in bench/_work/recipe_rows.json and the whole table is rewritten
+without dihedral TTA. Every variant ever run is kept in bench/recipe_rows.json and the whole table is rewritten
 into the `recipe` section of bench/RESULTS.md.
 
     HISTO_CACHE=/work/cache python bench/recipe.py ref48_e2 mnv3_64_e3      # run these variants
@@ -127,7 +127,7 @@ def main():
         if mk: kw['model_kwargs'] = mk
         todo[f'settings:{a.settings}'] = kw
     xv, yv = valid_pixels()
-    fn = WORK/'recipe_rows.json'; WORK.mkdir(exist_ok=True)
+    fn = Path(__file__).parent/'recipe_rows.json'  # every variant ever run: the table is rebuilt from it
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
     if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
     rows = json.loads(fn.read_text()) if fn.exists() else []  # no variants given: just re-render the table
