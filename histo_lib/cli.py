@@ -153,7 +153,7 @@ def cmd_train(a):
 def _predict_items(data, split, layout):
     from histo_lib.data import load_items, detect_layout, has_split
     layout = detect_layout(data) if layout in (None,'auto') else layout
-    if layout in ('folder','h5') and not has_split(Path(data), split, layout) and layout=='folder':
+    if layout=='folder' and not has_split(Path(data), split, layout):
         raise HistoError(f"{data} has no '{split}' split to predict; name one with --split.")
     return load_items(data, split, layout), layout
 
@@ -203,22 +203,17 @@ def cmd_evaluate(a):
     if a.sample: items = items.iloc[stratified_sample(a.sample, items['label'].values, seed=int(s['seed']))].reset_index(drop=True)
     set_threads()
     probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), backend=a.backend)
-    imgs = _error_imgs(items, probs, a.threshold)
+    imgs = _error_imgs(items)
     rep = evaluate_preds(items['label'].values, probs, a.out, imgs=imgs, ids=items['id'].values, threshold=a.threshold,
                          extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample, backend=a.backend))
     print(f"{split}: n={rep['n']} accuracy {rep['accuracy']:.4f}  ROC AUC {rep['roc_auc']:.4f}  (threshold {a.threshold}, TTA {s['tta']})")
     print(f"Report: {Path(a.out)/'report.md'} (+ report.json, roc.png, confusion.png, errors.png)")
 
-def _error_imgs(items, probs, threshold, k:int=8):
-    "Pixels only for the patches the error grid can show, so memory stays small on big sets."
+def _error_imgs(items):
+    "A reader for the few patches the error grid shows, so memory stays small on big sets."
     from histo_lib.data import read_patches
-    y = items['label'].values; pred = probs>=threshold
-    fp = np.where(pred & (y==0))[0]; fn = np.where(~pred & (y==1))[0]
-    keep = np.concatenate([fp[np.argsort(-probs[fp])][:k], fn[np.argsort(probs[fn])][:k]]).astype(int)
-    imgs = np.zeros((len(items),96,96,3), np.uint8) if len(items)<=20_000 else None
-    if imgs is None: return None
-    if len(keep): imgs[keep] = read_patches(items['src'].values[keep])
-    return imgs
+    srcs = items['src'].values
+    return lambda idx: read_patches(srcs[np.asarray(idx, dtype=int)])
 
 # %% ../nbs/06_cli.ipynb #06-cli-011
 def cmd_explain(a):

@@ -122,7 +122,7 @@ def top_errors(y, probs, threshold:float=0.5, k:int=8)->tuple:
 
 def _short(s, n:int=10)->str: s = str(s); return s if len(s)<=n else s[:n-1]+'…'
 
-def plot_errors(imgs, # uint8 patches, NHWC
+def plot_errors(imgs, # uint8 patches, NHWC; or a function `imgs(idx)` that reads just those patches (big sets)
                 y, # true labels, 0/1
                 probs, # predicted probabilities
                 fn:str|Path, # PNG to write
@@ -131,11 +131,14 @@ def plot_errors(imgs, # uint8 patches, NHWC
                 threshold:float=0.5, # probability at or above which we call tumour
                )->Path:
     "Grid of the `k` most confident false positives (top) and false negatives (bottom), centre 32x32 outlined."
-    imgs = np.asarray(imgs)
-    if len(imgs)!=len(np.ravel(y)): raise HistoError(f"{len(imgs)} images but {len(np.ravel(y))} labels; they must pair up.")
+    if not callable(imgs):
+        imgs = np.asarray(imgs)
+        if len(imgs)!=len(np.ravel(y)): raise HistoError(f"{len(imgs)} images but {len(np.ravel(y))} labels; they must pair up.")
     y, probs = _check_preds(y, probs)
     ids = list(range(len(y))) if ids is None else list(ids)
     groups = dict(zip(('false positives', 'false negatives'), top_errors(y, probs, threshold, k)))
+    shown = np.concatenate([np.asarray(i, dtype=int) for i in groups.values()])
+    pix = dict(zip(shown.tolist(), imgs(shown) if callable(imgs) else imgs[shown]))  # only the patches shown are read
     ncols, per = min(k, 8), math.ceil(k/min(k, 8))
     fig, axs = plt.subplots(2*per, ncols, figsize=(1.6*ncols, 1.9*2*per+0.4), squeeze=False)
     for ax in axs.flat: ax.axis('off')
@@ -145,7 +148,7 @@ def plot_errors(imgs, # uint8 patches, NHWC
             axs[g*per, 0].text(0, 0.5, f'no {name} at threshold {threshold:g}', va='center', fontsize=10,
                                transform=axs[g*per, 0].transAxes)
         for ax,i in zip(rows, idx):
-            im = imgs[i]; h, w = im.shape[:2]; c = min(32, h, w)
+            im = pix[int(i)]; h, w = im.shape[:2]; c = min(32, h, w)
             ax.imshow(im)
             ax.add_patch(Rectangle(((w-c)/2-0.5, (h-c)/2-0.5), c, c, fill=False, edgecolor='lime', lw=1.2))
             ax.set_title(f'{_short(ids[i])}\ny={y[i]} p={probs[i]:.2f}', fontsize=7)

@@ -62,7 +62,7 @@ def test_evaluate_report(run):
     r = histo('evaluate', d/'run', d/'data', '--out', d/'rep', '--tta', 'none', '--sample', 30, cwd=d)
     rep = json.loads((d/'rep'/'report.json').read_text())
     assert rep['n']==30 and rep['extra']['split']=='test' and rep['extra']['sample']==30
-    assert 0<=rep['roc_auc']<=1 and {'roc.png','confusion.png','report.md'} <= {p.name for p in (d/'rep').iterdir()}
+    assert 0<=rep['roc_auc']<=1 and {'roc.png','confusion.png','report.md','errors.png'} <= {p.name for p in (d/'rep').iterdir()}
     assert 'ROC AUC' in r.stdout
 
 def test_info(run):
