@@ -133,20 +133,15 @@ def cmd_info(a):
 def cmd_train(a):
     from histo_lib.train import train
     s = _settings(a)
-    extra = ()
-    if s.get('stain_aug'):
-        from histo_lib.stain import HEDJitter
-        extra = (HEDJitter(s['stain_aug']),)
     set_threads()
     model_kwargs = {k[6:]:v for k,v in s.items() if k.startswith('model_')}
     learn = train(a.data, a.out, arch=s['arch'], crop=int(s['crop']), bs=int(s['bs']), epochs=int(s['epochs']), lr=float(s['lr']),
                   seed=int(s['seed']), valid=s.get('valid'), valid_pct=float(s['valid_pct']), groups=s.get('groups'), layout=s['layout'],
                   resume=a.resume, patience=int(s['patience']) or None, monitor=s['monitor'], label_smoothing=float(s['label_smoothing']),
                   drop_outliers=bool(s['drop_outliers']), skip_bad=a.skip_bad, weights=s.get('weights'), cache=s.get('cache') or s.get('cache_dir') or None,
-                  lighting=float(s.get('lighting', 0.1)), extra_tfms=extra, model_kwargs=model_kwargs or None,
-                  ema=float(s.get('ema') or 0) or None, wd=None if s.get('wd') in (None,'') else float(s['wd']),
-                  pct_start=float(s.get('pct_start') or 0.25), stain_norm=None if s.get('stain_norm') in (None,'','none') else s['stain_norm'],
-                  channels_last=bool(s.get('channels_last', False)), recipe=a.recipe, stain_aug=s.get('stain_aug') or 0.)
+                  lighting=float(s.get('lighting', 0.1)), model_kwargs=model_kwargs or None,
+                  ema=s.get('ema'), wd=None if s.get('wd') in (None,'') else s['wd'], pct_start=s.get('pct_start') or 0.25, stain_norm=s.get('stain_norm'),
+                  stain_aug=s.get('stain_aug') or 0., channels_last=bool(s.get('channels_last', False)), recipe=a.recipe)
     print(f"Run folder: {Path(a.out).resolve()} (model.safetensors, model.json, history.csv, checkpoints/)")
 
 # %% ../nbs/06_cli.ipynb #06-cli-009

@@ -235,6 +235,7 @@ def train(data:str|Path, # dataset folder in any layout
           ema:float|None=None, # weight-EMA decay (e.g. 0.999); None or 0: off
           wd:float|None=None, pct_start:float=0.25, # weight decay (None: fastai's 0.01) and one-cycle warm-up share
           stain_norm:str|None=None, # 'macenko' or 'reinhard': normalise all pixels once before training
+          stain_aug:float=0., # strength of H&E stain augmentation (`HEDJitter`) on training batches; 0: off
           cbs=None, **kwargs)->Learner:
     "Train `arch` on the dataset at `data` and save the model artefact in `out`."
     out = Path(out); t0 = time.time()
@@ -242,6 +243,9 @@ def train(data:str|Path, # dataset folder in any layout
         print(f"Note: {out} holds an unfinished run; pass --resume to continue it. Starting afresh.")
     model_kwargs = {k:_literal(v) for k,v in (model_kwargs or {}).items()}
     stain_norm = None if stain_norm in (None, '', 'none', 'None') else stain_norm
+    if stain_aug:
+        from histo_lib.stain import HEDJitter  # stain sits after train in the module order; imported only when used
+        extra_tfms = (*listify(extra_tfms), HEDJitter(stain_aug))
     set_seed(seed)
     dls, train_items, valid_items = get_dls(data, crop=crop, bs=bs, seed=seed, valid=valid, valid_pct=valid_pct, groups=groups,
         layout=layout, skip_bad=skip_bad, drop_outliers=drop_outliers, cache=cache, lighting=lighting, extra_tfms=extra_tfms,
@@ -256,7 +260,7 @@ def train(data:str|Path, # dataset folder in any layout
     scores = dict(zip(['valid_loss', 'accuracy', 'roc_auc'], map(float, learn.validate())))
     extra = dict(stain_norm=norm.state()) if norm is not None else {}
     cfg = artefact_cfg(learn, train=dict(data=str(data), arch=arch, crop=crop, epochs=epochs, lr=lr, bs=bs, seed=seed,
-        label_smoothing=label_smoothing, lighting=lighting, ema=ema, wd=wd, pct_start=pct_start, stain_norm=stain_norm,
+        label_smoothing=label_smoothing, lighting=lighting, ema=ema, wd=wd, pct_start=pct_start, stain_norm=stain_norm, stain_aug=stain_aug,
         drop_outliers=drop_outliers, n_train=len(train_items), n_valid=len(valid_items), valid=str(valid) if valid else f'random {valid_pct}',
         seconds=round(time.time()-t0, 1), **{k:v for k,v in kwargs.items() if isinstance(v, (int,float,str,bool,type(None)))}),
         valid_scores=scores, **extra)

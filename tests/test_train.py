@@ -104,3 +104,13 @@ def test_stain_norm_saved(tmp_path, name):
 
 def test_literal():
     assert _literal('(8,16)')==(8, 16) and _literal('0.2')==0.2 and _literal('relu')=='relu' and _literal(3)==3
+
+def test_stain_aug_is_a_training_option(tmp_path):
+    "train(stain_aug=S) puts HEDJitter(S) on the training batches only, and records it."
+    from histo_lib.stain import HEDJitter
+    d = make_synth(tmp_path/'k', n_train=64, n_test=8, seed=0)
+    learn = train(d, tmp_path/'run', crop=32, bs=16, epochs=1, model_kwargs=dict(widths=(8, 16), dense=32), stain_aug=0.05, cache=tmp_path/'cache')
+    jit = [t for t in learn.dls.train.after_batch.fs if isinstance(t, HEDJitter)]
+    assert len(jit)==1 and jit[0].strength==0.05
+    assert not any(isinstance(t, HEDJitter) for t in learn.dls.valid.after_batch.fs)
+    assert json.loads((tmp_path/'run'/'model.json').read_text())['train']['stain_aug']==0.05
