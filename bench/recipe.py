@@ -8,7 +8,10 @@ into the `recipe` section of bench/RESULTS.md.
     python bench/recipe.py --score RUN_DIR --name cli:cpu-best --time-log LOG   # add a run trained by `histo train`
 
 `n_train` < 20000 trains on a seeded, class-balanced subsample of train/ (for short exploration runs); valid/ is always
-the full 3,000. Only train/ and valid/ are ever read.
+the full 3,000. Only train/ and valid/ are ever read. HISTO_PCAM moves the data folder (default ../shared/data/pcam-sample)
+and HISTO_RECIPE_ROWS the rows file, so that several processes (e.g. on a GPU machine) can each run a share of the
+variants; every row records the device it was trained on and its training GFLOP per image, from which the table
+estimates the wall time the same recipe needs on the 2-core CPU machine.
 """
 from __future__ import annotations
 import argparse, json, os, sys, time, warnings
@@ -22,11 +25,15 @@ from histo_lib.core import load_settings, set_threads
 from histo_lib.data import load_items, decode_items
 from histo_lib.train import train
 from histo_lib.infer import predict
+from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample'
+ROOT = Path(os.environ.get('HISTO_PCAM') or Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample')
+ROWS = Path(os.environ.get('HISTO_RECIPE_ROWS') or Path(__file__).parent/'recipe_rows.json')
 WORK = Path(__file__).parent/'_work'
 RUNS = Path(os.environ.get('HISTO_CACHE') or '/tmp')/'recipes'
 SMALL = dict(widths=(16,32,64), dense=256)
+CPU_BEST = dict(arch='reference', crop=64, bs=64, epochs=14, lr=2e-3, ema=0.998, lighting=0.1, model_kwargs=SMALL)
+def cb(**kw): return {**CPU_BEST, **kw}  # a variant of the [cpu-best] recipe
 
 VARIANTS = {
     # the reference point: a small plain CNN, crop 48, 2 epochs
@@ -47,6 +54,29 @@ VARIANTS = {
     'mnv3_96_e3':      dict(arch='mobilenetv3_small_100', crop=96, epochs=3, lr=5e-3, bs=64),
     'r18_48_e2':       dict(arch='resnet18', crop=48, epochs=2, lr=2e-3, bs=64),
     'effb0_48_e2':     dict(arch='efficientnet_b0', crop=48, epochs=2, lr=3e-3, bs=64),
+    # variants of cpu-best (first swept on a GPU: same recipe, different arithmetic, so compare with the `cb` row there)
+    'cb':              cb(),
+    'cb_shift8':       cb(shift=8),
+    'cb_shift16':      cb(shift=16),
+    'cb_e28':          cb(epochs=28),
+    'cb_shift8_e28':   cb(shift=8, epochs=28),
+    'cb_c96':          cb(crop=96),
+    'cb_c80_shift8':   cb(crop=80, shift=8),
+    'cb_w24':          cb(model_kwargs=dict(widths=(24,48,96), dense=256)),
+    'cb_w24_shift8':   cb(model_kwargs=dict(widths=(24,48,96), dense=256), shift=8),
+    'cb_d3':           cb(model_kwargs=dict(widths=(16,32,64), dense=256, depth=3)),
+    'cb_ls01':         cb(label_smoothing=0.1),
+    'cb_lr4':          cb(lr=4e-3),
+    'cb_bs32':         cb(bs=32),
+    'cb_light2_shift8': cb(lighting=0.2, shift=8),
+    'cb_wd05':         cb(wd=0.05),
+    'cb_c96_e10':      cb(crop=96, epochs=10),
+    'cb_c88_shift4':   cb(crop=88, shift=4),
+    'cb_c96_ls01':     cb(crop=96, label_smoothing=0.1),
+    'cb_c96_e10_lr4':  cb(crop=96, epochs=10, lr=4e-3),
+    'cb_c80_shift8_e18': cb(crop=80, shift=8, epochs=18),
+    'r18_c64_shift8':  cb(arch='resnet18', model_kwargs={}, shift=8),
+    'ref_c96_shift8_e20': cb(crop=96, shift=8, epochs=20, model_kwargs={}),  # the full 2.4M reference CNN: a GPU-only ceiling
 }
 
 def subsample(n:int, seed:int=0)->Path:
@@ -57,6 +87,15 @@ def subsample(n:int, seed:int=0)->Path:
         idx = np.concatenate([np.random.default_rng(seed).choice(np.where(items.label==c)[0], n//2, replace=False) for c in (0,1)])
         WORK.mkdir(exist_ok=True); items.iloc[np.sort(idx)].to_csv(fn, index=False)
     return fn
+
+def train_gflop(model, crop:int)->float:
+    "GFLOP of one training image (forward + backward) at `crop`."
+    model = model.cpu().train(); x = torch.randn(4, 3, crop, crop)
+    with FlopCounterMode(display=False) as fc: model(x).float().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops()/4/1e9
+
+def device_name()->str: return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
 
 def valid_pixels():
     items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
@@ -75,7 +114,8 @@ def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     hist = pd.read_csv(out/'history.csv')
     row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), valid_auc=round(aucs['none'], 4),
                tta_auc=round(aucs['dihedral'], 4), epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
-               params=json.loads((out/'model.json').read_text())['n_params'])
+               params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(),
+               train_gflop=round(train_gflop(learn.model, kw['crop']), 4))
     print(json.dumps(row), flush=True)
     return row
 
@@ -91,16 +131,31 @@ def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
         if m: wall = sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':'))))
     row = dict(name=name, n_train=tr.get('n_train', 0), arch=cfg['arch'], crop=str(cfg['crop']), epochs=str(tr['epochs']), lr=str(tr['lr']),
                bs=str(tr['bs']), model_kwargs=str(cfg['model_kwargs']), train_s=round(tr['seconds']),
+               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','bf16','channels_last') if tr.get(k)},
                **({'process_wall_s': round(wall)} if wall else {}), valid_auc=round(aucs['none'], 4), tta_auc=round(aucs['dihedral'], 4),
                epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1), params=cfg['n_params'])
     print(json.dumps(row), flush=True)
     return row
 
+CPU_REF = ('cli:cpu-best_e14_ema', 778)  # the cpu-best run measured on the 2-core machine: its row and train seconds
+
+def cpu_gflops()->float:
+    "Training GFLOP/s that the 2-core machine sustained on the cpu-best recipe (FLOPs x images / measured wall time)."
+    from histo_lib.models import build_model
+    return train_gflop(build_model('reference', 64, **SMALL), 64)*20000*14/CPU_REF[1]
+
+def est_cpu_min(r, rate)->str:
+    "FLOP-proportional estimate of the row's training wall time on the 2-core machine (measured there for cpu rows)."
+    if 'train_gflop' not in r: return '-'
+    return f"{r['train_gflop']*r['n_train']*int(r.get('epochs') or 0)/rate/60:.0f}"
+
 def table(rows)->str:
-    hdr = "| variant | n_train | arch | crop | epochs | lr | extra | params | train s | valid AUC | TTA AUC (dihedral) | AUC per epoch | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params'}
-    return hdr + '\n'.join(f"| {r['name']} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
-                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | "
+    hdr = ("| variant | device | n_train | arch | crop | epochs | lr | extra | params | train s | est. 2-core min | valid AUC | TTA AUC (dihedral) | AUC per epoch | load |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop'}
+    rate = cpu_gflops()
+    return hdr + '\n'.join(f"| {r['name']} | {r.get('device', 'cpu')} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
+                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
                            f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
 
 def main():
@@ -127,7 +182,7 @@ def main():
         if mk: kw['model_kwargs'] = mk
         todo[f'settings:{a.settings}'] = kw
     xv, yv = valid_pixels()
-    fn = Path(__file__).parent/'recipe_rows.json'  # every variant ever run: the table is rebuilt from it
+    fn = ROWS  # every variant ever run: the table is rebuilt from it
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
     if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
     rows = json.loads(fn.read_text()) if fn.exists() else []  # no variants given: just re-render the table
@@ -142,7 +197,12 @@ def main():
             "at the end; other jobs shared the cores, so times are upper bounds). One torch thread per run: with 2 threads on the "
             "oversubscribed cores torch spin-waits and trains ~3x slower (reference CNN crop 64: 8.6 vs 26.5 img/s at load 5). "
             "`cli:` rows are `histo train ... --recipe cpu-best` runs scored afterwards (`process_wall_s`: `/usr/bin/time -v` of the "
-            "whole command). `*_repeat` reruns a variant with the same seed to check reproducibility.\n\n" + table(rows))
+            "whole command). `*_repeat` reruns a variant with the same seed to check reproducibility.\n\n"
+            "`device` NVIDIA H200 rows are the `cb*` sweep of cpu-best variants (same code, data and seed; 6 variants trained at "
+            "once, so their train s are not speeds): the GPU ran in 2 x 7 minutes what would take the 2-core machine about 4.5 hours at float32 speed. "
+            "Its `cb` row (the earlier crop-64 cpu-best) reproduces the CPU run `cli:cpu-best_e14_ema` (0.9253/0.9317 vs 0.9213/0.9309). `est. 2-core min`: the row's training "
+            f"FLOPs at the float32 rate the 2-core machine sustained on cpu-best ({cpu_gflops():.0f} GFLOP/s); bfloat16 autocast "
+            "(`bf16`) trains ~2.6x faster than that on this AMX-capable CPU (section `train_precision`).\n\n" + table(rows))
     write_section('recipe', body)
 
 if __name__=='__main__': main()

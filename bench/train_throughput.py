@@ -42,22 +42,22 @@ def pixels(n:int, seed:int=0):
     x, y = synth_patches(n, seed=seed)
     return x, y.astype(np.float32), 'synthetic'
 
-def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, plain_tensors, seed=0):
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, plain_tensors, bf16=False, seed=0, mk=None):
     set_seed(seed)
     dls = patch_dls(x, y, np.arange(len(x)), np.arange(bs), crop=crop, bs=bs, aug=True, lighting=0., seed=seed)
     set_seed(seed)
-    learn = make_learner(dls, arch, tempfile.mkdtemp(), channels_last=channels_last, plain_tensors=plain_tensors)
+    learn = make_learner(dls, arch, tempfile.mkdtemp(), channels_last=channels_last, plain_tensors=plain_tensors, bf16=bf16, model_kwargs=mk)
     tm = _Timer(warm)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=tm)
     t = tm.t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
-def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, seed=0):
+def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None):
     set_seed(seed)
     xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
     mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
     std = torch.tensor(xs[:2000].reshape(-1,3).std(0)/255).view(1,3,1,1).float()
-    model = build_model(arch, crop)
+    model = build_model(arch, crop, **(mk or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     lossf = torch.nn.BCEWithLogitsLoss()
@@ -72,7 +72,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, seed=0):
             if m.any(): res[m] = dihedral(xb[m], k)
         xb = (res-mean)/std
         yb = torch.from_numpy(y[idx])
-        loss = lossf(model(xb).view(-1), yb)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = lossf(model(xb).float().view(-1), yb)
         opt.zero_grad(); loss.backward(); opt.step()
         t.append(time.perf_counter())
     t = t[warm-1:]
@@ -101,14 +101,20 @@ def data_path(n_batches:int=30, bs:int=64, crop:int=64):
         print(f"{name:34s} {res[name]:8.0f} img/s", flush=True)
     return res
 
+def _speedup(rows, r)->str:
+    base = next((o[3] for o in rows if o[:2]==r[:2] and o[6]==r[6] and o[2]=='default'), None)
+    return f"{r[3]/base:.2f}x" if base else '-'
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--archs', default='reference,resnet18'); ap.add_argument('--crops', default='96,64')
     ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
-    ap.add_argument('--variants', default='default,plain_tensors', help='fastai-side variants: default, plain_tensors, channels_last')
+    ap.add_argument('--variants', default='default,plain_tensors',
+                    help="comma-separated; each 'default' or a '+'-joined set of plain_tensors (fastai side only), channels_last, bf16")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
+    ap.add_argument('--small', action='store_true', help="the reference CNN at cpu-best's size: widths (16,32,64), dense 256")
     ap.add_argument('--data-path', action='store_true', help='only time the batch path (no model) from RAM, memmap cache and JPEGs')
     a = ap.parse_args()
     threads = [int(t) for t in str(a.threads).split(',')]
@@ -125,12 +131,13 @@ def main():
         for crop in map(int, a.crops.split(',')):
             for var in a.variants.split(','):
               for th in threads:
-                cl, pt = 'channels_last' in var, var!='default'
+                flags = set(var.split('+')); cl, pt, bf = 'channels_last' in flags, 'plain_tensors' in flags, 'bf16' in flags
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
-                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, pt, seed=r))
-                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, seed=r))
+                    mk = dict(widths=(16,32,64), dense=256) if a.small and arch=='reference' else None
+                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, pt, bf, seed=r, mk=mk))
+                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=mk))
                 f, p = np.median(fa), np.median(pl)
                 rows.append((arch, crop, var, f, p, p/f-1, th))
                 print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
@@ -142,8 +149,10 @@ def main():
             f"(the 2 cores are shared with other jobs, so absolute img/s are noisy; the ratio is measured interleaved). "
             f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
             f"Overhead = plain/fastai - 1 (positive: fastai slower).\n\n"
-            "| arch | crop | fastai variant | threads | fastai img/s | plain img/s | fastai overhead |\n|---|---|---|---|---|---|---|\n" +
-            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[6]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% |" for r in rows))
+            + ("The reference CNN is built at cpu-best's size (widths 16/32/64, dense 256). " if a.small else "") +
+            "Speed-up: fastai img/s over the `default` variant's at the same arch, crop and threads.\n\n"
+            "| arch | crop | fastai variant | threads | fastai img/s | plain img/s | fastai overhead | speed-up |\n|---|---|---|---|---|---|---|---|\n" +
+            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[6]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% | {_speedup(rows, r)} |" for r in rows))
     write_section(a.section, body)
 
 if __name__=='__main__': main()

@@ -31,7 +31,7 @@ def show_some(xs, n:int=5 # how many to name before summarising
 # %% ../nbs/00_core.ipynb #00-core-009
 setting_types = dict(crop=int, bs=int, epochs=int, lr=float, valid_pct=float, seed=int, patience=int, infer_bs=int,
                      num_workers=int, label_smoothing=float, drop_outliers=bool, ema=float, channels_last=bool,
-                     pct_start=float, wd=float, stain_aug=float, lighting=float)
+                     pct_start=float, wd=float, stain_aug=float, lighting=float, shift=int, bf16=bool)
 
 default_settings = dict(data='data/synth', layout='auto', out='runs/demo', arch='reference', crop='64', bs='32',
                         epochs='4', lr='2e-3', valid_pct='0.2', seed='42', patience='3', monitor='roc_auc',

@@ -433,9 +433,9 @@ class DihedralFlip(RandTransform):
     def encodes(self, xb:TensorImage):
         if self.ks is None: return xb
         x = xb.as_subclass(torch.Tensor)  # plain tensors: fastai's type dispatch costs more than the flips
-        res = x.clone()
+        res, ks = x.clone(), self.ks.to(x.device)
         for k in range(1,8):
-            m = self.ks==k
+            m = ks==k
             if m.any(): res[m] = dihedral(x[m], k)
         return TensorImage(res)
 
@@ -451,10 +451,11 @@ class ColorJitter(RandTransform):
     def encodes(self, xb:TensorImage):
         if not self.do: return xb
         x = xb.as_subclass(torch.Tensor)
-        gray = (x*torch.tensor([0.299,0.587,0.114]).view(1,3,1,1)).sum(1, keepdim=True)
-        x = gray + (x-gray)*self.s                      # saturation
+        b, c, s = (o.to(x.device) for o in (self.b, self.c, self.s))  # drawn on the CPU generator, applied where x is
+        gray = (x*torch.tensor([0.299,0.587,0.114], device=x.device).view(1,3,1,1)).sum(1, keepdim=True)
+        x = gray + (x-gray)*s                           # saturation
         m = x.mean((1,2,3), keepdim=True)
-        x = (x-m)*self.c + m + self.b                   # contrast, then brightness
+        x = (x-m)*c + m + b                             # contrast, then brightness
         return TensorImage(x.clamp_(0,1))
 
 # %% ../nbs/01_data.ipynb #01-data-041
@@ -463,19 +464,32 @@ class PatchDL(DataLoader):
     def __init__(self, x:np.ndarray, # uint8 (N,96,96,3) pixels, often a memmap
                  y:np.ndarray, # float labels (NaN where unknown)
                  crop:int=96, # centre crop taken before anything else
+                 shift:int=0, # move each crop window by up to this many pixels at random (0: always the exact centre)
                  **kwargs):
-        self.x, self.y, self.crop = x, np.asarray(y, dtype=np.float32), crop
+        room = (x.shape[1]-crop)//2
+        if shift and not 0<shift<=room: raise HistoError(f"shift={shift} does not fit: a {crop}px crop of {x.shape[1]}px patches can move by 0..{max(room,0)} px.")
+        self.x, self.y, self.crop, self.shift = x, np.asarray(y, dtype=np.float32), crop, shift
         super().__init__(dataset=np.arange(len(x)), **kwargs)
     def create_item(self, s): return s
     def create_batch(self, b):
         idx = np.asarray(b); order = np.argsort(idx)  # sorted reads are kinder to a memmap
         xs = np.empty((len(idx), self.crop, self.crop, 3), np.uint8)
-        xs[order] = center_crop(self.x[idx[order]], self.crop)
+        xs[order] = self._crops(self.x[idx[order]])
         xb = TensorImage(torch.from_numpy(xs).permute(0,3,1,2))
         return xb, TensorBase(torch.from_numpy(self.y[idx]))
+    def _crops(self, px):
+        if not self.shift: return center_crop(px, self.crop)
+        rc = (px.shape[1]-self.crop)//2 + torch.randint(-self.shift, self.shift+1, (len(px), 2)).numpy()
+        return np.stack([p[r:r+self.crop, c:c+self.crop] for p,(r,c) in zip(px, rc)])
+    def to(self, device):
+        "Send batches to `device` and run the batch transforms there (fastai's plain `DataLoader.to` moves only batches)."
+        super().to(device)
+        for tfm in getattr(self.after_batch, 'fs', []):
+            for a in listify(getattr(tfm, 'parameters', None)): setattr(tfm, a, getattr(tfm, a).to(device))
+        return self
     def new(self, dataset=None, cls=None, **kwargs):
         "A copy over the same pixels; `kwargs` may change bs, shuffle, drop_last, after_batch, device."
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, after_batch=self.after_batch, device=self.device)
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, after_batch=self.after_batch, device=self.device, shift=self.shift)
         kw.update({k:v for k,v in kwargs.items() if k in kw})
         return PatchDL(self.x, self.y, self.crop, **kw)
 
@@ -498,13 +512,14 @@ def patch_dls(x:np.ndarray, y:np.ndarray, # pixels and labels of all items
               aug:bool=True, lighting:float=0.1, extra_tfms=(),
               x_valid:np.ndarray|None=None, y_valid:np.ndarray|None=None, # a separate validation array
               device=None, num_workers:int=0, seed:int|None=None,
+              shift:int=0, # training crops move by up to this many pixels (see `PatchDL`)
              )->DataLoaders:
     "fastai `DataLoaders` of centre-cropped batches; `dls.stats` and `dls.crop` say how inputs were made."
     if seed is not None: torch.manual_seed(seed); import random; random.seed(seed)
     if x_valid is None: x_valid, y_valid = x, y
     if stats is None: stats = channel_stats(_Sub(x, train_idx))
     mean, std = stats
-    trn = PatchDL(_Sub(x, train_idx), np.asarray(y)[train_idx], crop, bs=bs, shuffle=True, drop_last=len(train_idx)>bs,
+    trn = PatchDL(_Sub(x, train_idx), np.asarray(y)[train_idx], crop, shift, bs=bs, shuffle=True, drop_last=len(train_idx)>bs,
                   after_batch=Pipeline(batch_tfms(mean, std, aug, lighting, extra_tfms), split_idx=0), num_workers=num_workers, device=device)
     val = PatchDL(_Sub(x_valid, valid_idx), np.asarray(y_valid)[valid_idx], crop, bs=bs*2, shuffle=False,
                   after_batch=Pipeline(batch_tfms(mean, std, aug=False), split_idx=1), num_workers=num_workers, device=device)
@@ -537,6 +552,7 @@ def get_dls(path:str|Path, # dataset folder in any layout
             groups:str|Path|None=None, # CSV mapping id -> slide for a grouped split
             layout:str='auto', skip_bad:bool=False, drop_outliers:bool=False,
             cache:str|Path|None=None, aug:bool=True, lighting:float=0.1, extra_tfms=(), num_workers:int=0, device=None,
+            shift:int=0, # training crops move by up to this many pixels (see `PatchDL`)
            )->tuple[DataLoaders, pd.DataFrame, pd.DataFrame]:
     "`(dls, train_items, valid_items)` for the dataset at `path`."
     path = Path(path)
@@ -559,7 +575,7 @@ def get_dls(path:str|Path, # dataset folder in any layout
         tr = tr[keep[tr]]
     y = items['label'].values
     dls = patch_dls(x, y, tr, va, crop, bs, aug=aug, lighting=lighting, extra_tfms=extra_tfms, x_valid=vx,
-                    y_valid=None if vitems is None else vitems['label'].values, num_workers=num_workers, device=device, seed=seed)
+                    y_valid=None if vitems is None else vitems['label'].values, num_workers=num_workers, device=device, seed=seed, shift=shift)
     return dls, items.iloc[tr].reset_index(drop=True), (vitems if vitems is not None else items.iloc[va]).reset_index(drop=True)
 
 # %% ../nbs/01_data.ipynb #01-data-050

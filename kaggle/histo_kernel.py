@@ -6,18 +6,14 @@ MODE 'predict' also needs a trained run folder (model.json + model.safetensors) 
 `histo-lib/histo-lib-model`. Edit the CONFIG block below, or override any of it with HISTO_<NAME> environment variables
 (HISTO_MODE, HISTO_EPOCHS, HISTO_MAX_TRAIN, ...); KAGGLE_INPUT and KAGGLE_WORKING move /kaggle/input and /kaggle/working.
 
-Time budget: Kaggle stops a GPU kernel after 9 hours; the default config should need about 20 minutes on a T4 or P100,
-i.e. 220,025 x EPOCHS / train images/s + 57,458 x 8 / inference images/s, plus decoding the files once:
-  decode   220,025 train + 57,458 test .tif files at >= 1,000 files/s                      <= 5 min
-  train    4 epochs x (176,020 trained at ~1,500 images/s + 44,005 validated at ~5,000/s)   ~ 9 min
-  predict  57,458 test images x 8 dihedral views at ~5,000 views/s                          ~ 1.5 min
-Basis (an estimate, not yet a Kaggle measurement): the reference CNN costs 0.31 GFLOP per image forward and 0.93 GFLOP
-per training image at crop 64 (torch's FlopCounterMode); a T4 (8.1 TFLOPS fp32) or P100 (9.3) at a modest 25% of peak
-gives ~2,000 training images/s, and fastai's ~10 ms of per-batch overhead caps bs=32 near 3,200/s, hence 1,500. On this
-2-core development machine one CPU thread measured 76 training images/s (raw steps; 55/s through `train` with its
-validation), 98-132 inference views/s and 5,200 .tif decodes/s (page cache warm). Even ten times slower than estimated
-fits in 9 hours, and a CPU-only kernel (4 vCPUs, ~3x one thread) would take about 2 hours. Every phase's wall time is
-printed and saved in kernel_summary.json, so the first real run replaces these numbers.
+Time budget: Kaggle stops a GPU kernel after 9 hours. The default config was timed end to end on a GPU (run_kernel on a
+synthetic competition folder of 20,000 train + 5,000 test .tif files, each phase scaled to the full competition;
+`python bench/kaggle_projection.py --kernel`, bench/RESULTS.md section kaggle_measured), on an NVIDIA H200:
+  decode   220,025 train + 57,458 test .tif files at 3,402 files/s (one process)             1.4 min
+  train    4 epochs x 220,025 images (80/20 split, validation included) at 2,438 images/s     6.0 min
+  predict  57,458 test images x 8 dihedral views at 3,012 images/s                            0.3 min
+At bs 32 the small reference CNN is bound by fastai's per-batch Python work (~2.3 TFLOP/s used), so a T4 or P100 should
+take about the same ~10 minutes. Every phase's wall time is printed and saved in kernel_summary.json.
 """
 # ---- CONFIG: edit here (or set HISTO_<NAME> environment variables) ---------------------------------------------------
 MODE = 'train'          # 'train': fit on the competition data here; 'predict': use an attached trained model

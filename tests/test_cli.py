@@ -36,6 +36,14 @@ def test_flags_override_settings(run, tmp_path):
     cfg = json.loads((tmp_path/'r2'/'model.json').read_text())
     assert cfg['crop']==48 and cfg['train']['epochs']==2                                # flag beats settings, recipe beats DEFAULT
 
+def test_speed_and_shift_flags_reach_training(run, tmp_path):
+    d, _ = run
+    histo('train', d/'data', '--out', tmp_path/'r3', '--crop', 64, '--shift', 8, '--bf16', '--channels-last', cwd=d)
+    tr = json.loads((tmp_path/'r3'/'model.json').read_text())['train']
+    assert (tr['shift'], tr['bf16'], tr['channels_last'], tr['crop'])==(8, True, True, 64)
+    r = histo('train', d/'data', '--out', tmp_path/'r4', '--crop', 64, '--shift', 20, cwd=d, ok=False)
+    assert r.returncode!=0 and 'can move by 0..16 px' in r.stderr                          # a shift that leaves the patch
+
 def test_predict_and_check(run):
     d, _ = run
     r = histo('predict', d/'run', d/'data', '--out', d/'sub.csv', cwd=d)
