@@ -13,7 +13,7 @@ measured phase to the full competition size (section `kaggle_measured`).
     python bench/kaggle_projection.py --kernel [--n-train 20000] [--n-test 5000] [--work DIR]
 """
 from __future__ import annotations
-import argparse, json, os, tempfile, time
+import argparse, os, tempfile, time
 from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode

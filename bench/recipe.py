@@ -149,11 +149,10 @@ def est_cpu_min(r, rate)->str:
     if 'train_gflop' not in r: return '-'
     return f"{r['train_gflop']*r['n_train']*int(r.get('epochs') or 0)/rate/60:.0f}"
 
-def table(rows)->str:
+def table(rows, rate:float)->str:
     hdr = ("| variant | device | n_train | arch | crop | epochs | lr | extra | params | train s | est. 2-core min | valid AUC | TTA AUC (dihedral) | AUC per epoch | load |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop'}
-    rate = cpu_gflops()
     return hdr + '\n'.join(f"| {r['name']} | {r.get('device', 'cpu')} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
                            f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
                            f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
@@ -172,12 +171,9 @@ def main():
     todo = {n: VARIANTS[n] for n in a.variants}
     if a.settings:
         s = load_settings(Path(__file__).parents[1]/'settings.ini', a.settings)
-        keys = ('arch','crop','bs','epochs','lr','label_smoothing','lighting','ema','wd','pct_start','seed','stain_norm')
-        kw = {k: s[k] for k in keys if k in s and s[k] not in (None, '')}
-        for k in ('crop','bs','epochs','seed'): kw[k] = int(kw[k]) if k in kw else None
-        for k in ('lr','label_smoothing','lighting','ema','wd','pct_start'):
-            if k in kw: kw[k] = float(kw[k])
-        kw = {k:v for k,v in kw.items() if v is not None}
+        keys = ('arch','crop','bs','epochs','lr','label_smoothing','lighting','ema','wd','pct_start','seed','stain_norm','stain_aug',
+                'shift','bf16','channels_last')
+        kw = {k: s[k] for k in keys if k in s and s[k] not in (None, '')}  # load_settings has already typed them
         mk = {k[6:]:v for k,v in s.items() if k.startswith('model_')}
         if mk: kw['model_kwargs'] = mk
         todo[f'settings:{a.settings}'] = kw
@@ -191,6 +187,7 @@ def main():
         rows = json.loads(fn.read_text()) if fn.exists() else []  # re-read: other runs may have added rows meanwhile
         rows = [r for r in rows if (r['name'], r['n_train'])!=(name, row['n_train'])] + [row]
         fn.write_text(json.dumps(rows, indent=1))
+    rate = cpu_gflops()
     body = ("## Recipe search on pcam-sample (train/ 20k or a balanced subsample; scored on the full valid/ 3k, slide-disjoint)\n\n"
             "valid AUC: the saved model (best epoch by valid AUC), no TTA; TTA AUC: mean of the 8 dihedral views. "
             "train s: wall seconds of `train()` incl. data loading on the shared 2-core machine (load = 1-min load average "
@@ -201,8 +198,8 @@ def main():
             "`device` NVIDIA H200 rows are the `cb*` sweep of cpu-best variants (same code, data and seed; 6 variants trained at "
             "once, so their train s are not speeds): the GPU ran in 2 x 7 minutes what would take the 2-core machine about 4.5 hours at float32 speed. "
             "Its `cb` row (the earlier crop-64 cpu-best) reproduces the CPU run `cli:cpu-best_e14_ema` (0.9253/0.9317 vs 0.9213/0.9309). `est. 2-core min`: the row's training "
-            f"FLOPs at the float32 rate the 2-core machine sustained on cpu-best ({cpu_gflops():.0f} GFLOP/s); bfloat16 autocast "
-            "(`bf16`) trains ~2.6x faster than that on this AMX-capable CPU (section `train_precision`).\n\n" + table(rows))
+            f"FLOPs at the float32 rate the 2-core machine sustained on cpu-best ({rate:.0f} GFLOP/s); bfloat16 autocast "
+            "(`bf16`) trains ~2.6x faster than that on this AMX-capable CPU (section `train_precision`).\n\n" + table(rows, rate))
     write_section('recipe', body)
 
 if __name__=='__main__': main()
