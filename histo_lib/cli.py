@@ -8,13 +8,14 @@ import sys, os, json, time, argparse, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HistoError, load_settings, write_json, show_some, set_threads
+from .train import train, run_params, _nearest
 
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['commands', 'build_parser', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict', 'cmd_check_submission',
-           'cmd_evaluate', 'cmd_explain', 'main']
+__all__ = ['infer_settings', 'commands', 'add_run_flags', 'build_parser', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
+           'cmd_check_submission', 'cmd_evaluate', 'cmd_explain', 'main']
 
 # %% ../nbs/11_cli.ipynb #06-cli-005
 def _add_data_args(p):
@@ -26,6 +27,14 @@ def _add_tta(p):
     p.add_argument('--tta', default=None, choices=['none','flip','dihedral'], help='test-time augmentation (default: settings tta)')
     p.add_argument('--backend', default='auto', choices=['auto','torch','onnx'],
                    help='inference engine: auto = ONNX Runtime on CPU when installed, else PyTorch (default: auto)')
+
+def add_run_flags(p:argparse.ArgumentParser):
+    "A flag for each run parameter (`run_params`): its doc is the help; values are checked by `train`."
+    for k,d in run_params().items():
+        if k in ('data', 'out'): continue
+        flag, help = '--'+k.replace('_', '-'), f"{d['doc']} (default: settings, else {d['default']})"
+        if bool in d['types']: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+        else: p.add_argument(flag, default=None, metavar=k.upper(), help=help)
 
 def build_parser()->argparse.ArgumentParser:
     "The `histo` argument parser."
@@ -45,33 +54,11 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='print the summary as JSON')
 
     p = sub.add_parser('train', help='train a model and save its artefact in RUN_DIR')
-    p.add_argument('data', help='dataset folder (Kaggle, ImageFolder or PCam HDF5)')
-    p.add_argument('--out', required=True, help='run folder: model.safetensors, model.json, history.csv, checkpoints/')
-    p.add_argument('--arch', default=None, help="'reference' or any timm architecture name (built with pretrained=False)")
-    p.add_argument('--epochs', type=int, default=None); p.add_argument('--crop', type=int, default=None, help='centre crop in pixels, 32 to 96')
-    p.add_argument('--bs', type=int, default=None); p.add_argument('--lr', type=float, default=None)
-    p.add_argument('--seed', type=int, default=None)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--valid', default=None, help='validation folder or items CSV (default: the layout\'s own valid split, else --valid-pct)')
-    g.add_argument('--valid-pct', type=float, default=None, help='share held out by a stratified random split')
-    p.add_argument('--groups', default=None, help='CSV mapping id -> slide for a grouped split (no slide on both sides)')
-    p.add_argument('--resume', action='store_true', help='continue an interrupted run from RUN_DIR/checkpoints/last')
-    p.add_argument('--patience', type=int, default=None, help='epochs without improvement before early stopping (0: never)')
-    p.add_argument('--monitor', default=None, choices=['roc_auc','valid_loss'])
-    p.add_argument('--label-smoothing', type=float, default=None)
-    p.add_argument('--drop-outliers', action='store_true', default=None, help='drop blank and dark patches from training')
-    p.add_argument('--skip-bad', action='store_true', help='drop unreadable or malformed images (with a report) instead of stopping')
-    p.add_argument('--weights', default=None, help='local weights file to start from (.pth or .safetensors)')
-    p.add_argument('--stain-aug', type=float, default=None, help='strength of H&E stain augmentation (0: off)')
-    p.add_argument('--stain-norm', default=None, choices=['none','macenko','reinhard'], help='normalise stains once before training; the model applies it at inference')
-    p.add_argument('--ema', type=float, default=None, help='decay of an exponential moving average of the weights (e.g. 0.998; 0: off)')
-    p.add_argument('--lighting', type=float, default=None, help='strength of the colour jitter (0: off)')
-    p.add_argument('--shift', type=int, default=None, help='random translation: training crops move by up to this many pixels (0: off)')
-    p.add_argument('--bf16', action='store_true', default=None, help='bfloat16 autocast (2-3x faster on CPUs with AMX/AVX512-BF16)')
-    p.add_argument('--channels-last', action='store_true', default=None, help='NHWC memory format for the model (faster CPU convolutions)')
-    p.add_argument('--wd', type=float, default=None, help='weight decay (default: fastai\'s)')
-    p.add_argument('--cache', default=None, help='folder for the decoded-patch cache (default: $HISTO_CACHE or ~/.cache/histo_lib)')
-    _add_data_args(p)
+    p.add_argument('data', nargs='?', default=None, help='dataset folder (Kaggle, ImageFolder or PCam HDF5; default: settings data)')
+    p.add_argument('--out', default=None, help='run folder: model.safetensors, model.json, history.csv, curves.png, checkpoints/ (default: settings out)')
+    p.add_argument('--settings', default=None, help="settings.ini to read defaults from (default: ./settings.ini or a parent's, over the packaged one)")
+    p.add_argument('--recipe', default=None, help='a named recipe (packaged, e.g. cpu-best, or a section of your settings.ini)')
+    add_run_flags(p)
 
     p = sub.add_parser('predict', help='write submission.csv (probabilities) for a test set')
     p.add_argument('paths', nargs='+', metavar='RUN_DIR [RUN_DIR ...] DATA', help='one or more run folders (an ensemble), then the data')
@@ -105,8 +92,15 @@ def _version():
     import histo_lib; return f'histo_lib {histo_lib.__version__}'
 
 # %% ../nbs/11_cli.ipynb #06-cli-007
+infer_settings = dict(tta='tta', infer_bs='bs')  # settings.ini keys that feed `predict`, and its parameter names
+
 def _settings(a)->dict:
+    "Settings (packaged, the user's, the recipe), every given flag over them; a key nobody reads is one line naming it."
     s = load_settings(getattr(a, 'settings', None), getattr(a, 'recipe', None))
+    known = set(run_params()) | set(infer_settings) | {'settings_file', 'recipe'}
+    for k in s:
+        if k not in known and not k.startswith('model_'):
+            raise HistoError(f"{s['settings_file'] or 'settings.ini'}: unknown setting '{k}'.{_nearest(k, known)}")
     for k,v in vars(a).items():
         if v is not None: s[k] = v
     return s
@@ -132,19 +126,13 @@ def cmd_info(a):
 
 # %% ../nbs/11_cli.ipynb #06-cli-008
 def cmd_train(a):
-    from histo_lib.train import train
     s = _settings(a)
+    data, out = s.pop('data', None), s.pop('out', None)
+    if not data or not out: raise HistoError("train needs DATA and --out RUN_DIR (or data and out in settings.ini).")
+    params = {k:v for k,v in s.items() if (k in run_params() or k.startswith('model_'))}
     set_threads()
-    model_kwargs = {k[6:]:v for k,v in s.items() if k.startswith('model_')}
-    learn = train(a.data, a.out, arch=s['arch'], crop=int(s['crop']), bs=int(s['bs']), epochs=int(s['epochs']), lr=float(s['lr']),
-                  seed=int(s['seed']), valid=s.get('valid'), valid_pct=float(s['valid_pct']), groups=s.get('groups'), layout=s['layout'],
-                  resume=a.resume, patience=int(s['patience']) or None, monitor=s['monitor'], label_smoothing=float(s['label_smoothing']),
-                  drop_outliers=bool(s['drop_outliers']), skip_bad=a.skip_bad, weights=s.get('weights'), cache=s.get('cache') or s.get('cache_dir') or None,
-                  lighting=float(s.get('lighting', 0.1)), model_kwargs=model_kwargs or None,
-                  ema=s.get('ema'), wd=None if s.get('wd') in (None,'') else s['wd'], pct_start=s.get('pct_start') or 0.25, stain_norm=s.get('stain_norm'),
-                  stain_aug=s.get('stain_aug') or 0., shift=int(s.get('shift') or 0), channels_last=bool(s.get('channels_last', False)), bf16=bool(s.get('bf16', False)),
-                  recipe=a.recipe)
-    print(f"Run folder: {Path(a.out).resolve()} (model.safetensors, model.json, history.csv, checkpoints/)")
+    train(data, out, **params)
+    print(f"Run folder: {Path(out).resolve()} (model.safetensors, model.json, history.csv, curves.png, checkpoints/)")
 
 # %% ../nbs/11_cli.ipynb #06-cli-009
 def _predict_items(data, split, layout):

@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #00-core-002
 from __future__ import annotations
-import os, random, tempfile, contextlib, json
+import os, random, tempfile, contextlib, json, importlib.resources
 from pathlib import Path
 from configparser import ConfigParser
 import numpy as np
 from fastcore.xtras import Config
 
 # %% auto #0
-__all__ = ['setting_types', 'default_settings', 'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_write',
-           'atomic_path', 'write_json', 'set_threads']
+__all__ = ['packaged_settings', 'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_write', 'atomic_path',
+           'write_json', 'set_threads']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -26,37 +26,30 @@ def show_some(xs, n:int=5 # how many to name before summarising
     more = f" (and {len(xs)-n} more)" if len(xs)>n else ""
     return ", ".join(xs[:n]) + more
 
-# %% ../nbs/00_core.ipynb #00-core-009
-setting_types = dict(crop=int, bs=int, epochs=int, lr=float, valid_pct=float, seed=int, patience=int, infer_bs=int,
-                     num_workers=int, label_smoothing=float, drop_outliers=bool, ema=float, channels_last=bool,
-                     pct_start=float, wd=float, stain_aug=float, lighting=float, shift=int, bf16=bool)
-
-default_settings = dict(data='data/synth', layout='auto', out='runs/demo', arch='reference', crop='64', bs='32',
-                        epochs='4', lr='2e-3', valid_pct='0.2', seed='42', patience='3', monitor='roc_auc',
-                        label_smoothing='0.0', drop_outliers='false', tta='dihedral', infer_bs='64', cache_dir='',
-                        num_workers='0')
-
 # %% ../nbs/00_core.ipynb #00-core-010
-def _typed(k, v):
-    typ = setting_types.get(k)
-    if v is None or v=='' or typ is None: return v
-    if typ is bool: return str(v).lower() in ('1','true','yes','y','on')
-    return typ(v)
+packaged_settings = Path(str(importlib.resources.files('histo_lib')/'settings.ini'))  # package data: the defaults and recipes
+
+def _ini(fn:Path)->ConfigParser:
+    cp = ConfigParser(interpolation=None)
+    try: cp.read(fn)
+    except Exception as e: raise HistoError(f"Cannot read {fn} ({type(e).__name__}: {str(e)[:200]}); fix its syntax.") from None
+    return cp
 
 def load_settings(path:str|Path|None=None, # a settings.ini, or a folder to search upwards from; None: the cwd
-                  recipe:str|None=None, # a named section whose keys override [DEFAULT]
+                  recipe:str|None=None, # a named section (packaged or the user's) whose keys override [DEFAULT]
                  )->dict:
-    "Typed run settings from `settings.ini` (packaged defaults where there is none), with `recipe` applied."
+    "Run settings (as text) from the packaged `settings.ini`, overridden by the user's one and then by `recipe`."
     p = Path(path or '.')
-    cfg = Config(p.parent, p.name) if p.suffix=='.ini' else Config.find('settings.ini', p)
-    if cfg is None and recipe: raise HistoError(f"Recipe '{recipe}' needs a settings.ini; none found in {p.resolve()} or its parents.")
-    res = {**default_settings, **(dict(cfg.d) if cfg else {})}
+    user = (p if p.suffix=='.ini' else (c.config_file if (c := Config.find('settings.ini', p)) else None))
+    if user is not None and not Path(user).is_file(): raise HistoError(f"Settings file {user} does not exist.")
+    pk, us = _ini(packaged_settings), (_ini(user) if user else ConfigParser())
+    res = {**pk.defaults(), **us.defaults()}
     if recipe:
-        if not cfg._cfg.has_section(recipe):
-            raise HistoError(f"No recipe [{recipe}] in {cfg.config_file}; sections there: {show_some(cfg._cfg.sections()) or 'none'}.")
-        res.update(cfg._cfg[recipe])
-    res['settings_file'] = str(cfg.config_file) if cfg else None
-    return {k:_typed(k, v) for k,v in res.items()}
+        src = us if us.has_section(recipe) else pk if pk.has_section(recipe) else None
+        if src is None: raise HistoError(f"No recipe [{recipe}]; recipes: {show_some(sorted(set(pk.sections())|set(us.sections()))) or 'none'}.")
+        res.update({k:src[recipe][k] for k in src._sections[recipe]})  # the recipe's own keys, not the defaults it inherits
+    res.update({'settings_file': str(user) if user else None, 'recipe': recipe})
+    return res
 
 # %% ../nbs/00_core.ipynb #00-core-013
 def set_seed(seed:int, # the one seed for python, numpy and torch

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #01-data-002
 from __future__ import annotations
-import os, re, hashlib, json, functools, tempfile
+import os, re, hashlib, json, functools
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -12,19 +12,24 @@ from PIL import Image
 import tifffile
 from fastcore.basics import store_attr, listify
 from fastprogress.fastprogress import progress_bar
-from fastai.data.load import DataLoader
-from fastai.data.core import DataLoaders, Pipeline
+from fastai.data.core import TfmdDL, DataLoaders
+from fastai.data.block import DataBlock, TransformBlock, CategoryBlock
 from fastai.data.transforms import IntToFloatTensor, Normalize
-from fastai.torch_core import TensorImage, TensorBase
+from fastai.data.load import fa_collate
+from fastai.torch_core import TensorImage
 from fastai.vision.augment import RandTransform
+from fasttransform import Transform
 from .core import HistoError, show_some, atomic_write, atomic_path, write_json
+from .stain import get_normalizer, normalize_batch, HEDJitter, StainNormalizer
 
 # %% auto #0
-__all__ = ['img_exts', 'patch_size', 'h5_fmt', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels', 'check_unique',
-           'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir', 'cache_key',
-           'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
-           'read_groups', 'split_items', 'center_crop', 'channel_stats', 'to_input', 'dihedral', 'DihedralFlip',
-           'ColorJitter', 'PatchDL', 'batch_tfms', 'patch_dls', 'has_split', 'get_dls', 'summarize']
+__all__ = ['img_exts', 'patch_size', 'h5_fmt', 'tta_names', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels',
+           'check_unique', 'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir',
+           'cache_key', 'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
+           'read_groups', 'split_items', 'histo_splitter', 'center_crop', 'channel_stats', 'to_input', 'dihedral',
+           'DihedralFlip', 'ColorJitter', 'tta_views', 'PatchCrop', 'PatchStore', 'PatchReader', 'HistoDL',
+           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'has_split', 'stain_normalise',
+           'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls', 'summarize']
 
 # %% ../nbs/02_data.ipynb #01-data-005
 img_exts = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -382,6 +387,18 @@ def split_items(df:pd.DataFrame, # labelled items
     tr, va = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=strat)
     return np.sort(tr), np.sort(va)
 
+# %% ../nbs/02_data.ipynb #02-data-splitter
+def histo_splitter(items:pd.DataFrame, # the labelled items, in DataBlock order
+                   n_valid:int=0, # the last `n_valid` items are a given validation set; 0: split `items` below
+                   valid_pct:float=0.2, # share of items (or of slides) held out
+                   seed:int=42, # seeds the split
+                   groups=None, # id -> slide mapping (or a CSV of it) for a grouped split
+                  ):
+    "The split policy as a fastai splitter: a given validation set first, then whole slides, else stratified random."
+    n = len(items)
+    tr, va = (np.arange(n-n_valid), np.arange(n-n_valid, n)) if n_valid else split_items(items, valid_pct, seed, groups)
+    return lambda o: (tr, va)
+
 # %% ../nbs/02_data.ipynb #01-data-036
 def center_crop(x, # NHWC numpy array or NCHW tensor (or a single HWC / CHW image)
                 crop:int # output height and width
@@ -456,82 +473,116 @@ class ColorJitter(RandTransform):
         x = (x-m)*c + m + b                             # contrast, then brightness
         return TensorImage(x.clamp_(0,1))
 
-# %% ../nbs/02_data.ipynb #01-data-041
-class PatchDL(DataLoader):
-    "A fastai `DataLoader` of (uint8 image, float label) batches gathered straight from an NHWC pixel array."
-    def __init__(self, x:np.ndarray, # uint8 (N,96,96,3) pixels, often a memmap
-                 y:np.ndarray, # float labels (NaN where unknown)
-                 crop:int=96, # centre crop taken before anything else
-                 shift:int=0, # move each crop window by up to this many pixels at random (0: always the exact centre)
-                 **kwargs):
-        room = (x.shape[1]-crop)//2
-        if shift and not 0<shift<=room: raise HistoError(f"shift={shift} does not fit: a {crop}px crop of {x.shape[1]}px patches can move by 0..{max(room,0)} px.")
-        self.x, self.y, self.crop, self.shift = x, np.asarray(y, dtype=np.float32), crop, shift
-        super().__init__(dataset=np.arange(len(x)), **kwargs)
+# %% ../nbs/02_data.ipynb #02-data-tta
+tta_names = ('none', 'flip', 'dihedral')
+
+def tta_views(xb:torch.Tensor, # NCHW batch
+              tta:str='dihedral', # 'none', 'flip' or 'dihedral'
+             )->list:
+    "The views of `xb` that test-time augmentation averages over: 1, 2 or 8 exact tensors shaped like `xb`."
+    if tta not in tta_names: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
+    if tta=='none': return [xb]
+    if tta=='flip': return [xb, xb.flip(-1)]
+    return [dihedral(xb, k) for k in range(8)]
+
+# %% ../nbs/02_data.ipynb #02-data-crop
+class PatchCrop(RandTransform):
+    "Centre `crop` of a uint8 NCHW batch; training windows move by up to `shift` px at random, validation takes the exact centre."
+    order, split_idx = 1, None  # first, on uint8: less data to move
+    def __init__(self, crop:int=96, # output height and width
+                 shift:int=0, # training windows move by up to this many pixels (0: always the exact centre)
+                ):
+        super().__init__(); store_attr()
+        room = (patch_size-crop)//2
+        if crop>patch_size: raise HistoError(f"crop={crop} is larger than the {patch_size}px patch; use 32 to {patch_size}.")
+        if shift and not 0<shift<=room: raise HistoError(f"shift={shift} does not fit: a {crop}px crop of {patch_size}px patches can move by 0..{room} px.")
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        n = (b[0] if isinstance(b, tuple) else b).shape[0]
+        self.offs = torch.randint(-self.shift, self.shift+1, (n,2)) if self.shift and split_idx==0 else None
+    def encodes(self, xb:TensorImage):
+        if self.offs is None: return center_crop(xb, self.crop)
+        rc = ((xb.shape[-1]-self.crop)//2 + self.offs).tolist()
+        return TensorImage(torch.stack([x[:, r:r+self.crop, c:c+self.crop] for x,(r,c) in zip(xb, rc)]))
+
+# %% ../nbs/02_data.ipynb #02-data-store
+class PatchStore:
+    "Decoded uint8 patches by source: rows of decoded arrays (a memmap stays on disk); any other source is decoded when asked for."
+    def __init__(self, norm=None # a fitted stain normaliser for patches decoded on the fly (the stored ones already are)
+                ): self.arrays, self.row, self.norm = [], {}, norm
+    def add(self, srcs, # the sources, in the order of `x`'s rows
+            x:np.ndarray, # their uint8 (N,96,96,3) pixels
+           )->PatchStore:
+        k = len(self.arrays); self.arrays.append(x)
+        self.row.update((str(s), (k,i)) for i,s in enumerate(srcs))
+        return self
+    def __len__(self): return len(self.row)
+    def __call__(self, srcs)->np.ndarray:
+        "uint8 (N,96,96,3) pixels of `srcs`: known rows gathered in sorted order (kind to a memmap), the rest decoded."
+        srcs = [str(s) for s in srcs]
+        out = np.empty((len(srcs), patch_size, patch_size, 3), np.uint8)
+        where = [self.row.get(s, (-1,-1)) for s in srcs]
+        arr, row = np.array(where).reshape(-1, 2).T
+        for k in np.unique(arr):
+            pos = np.flatnonzero(arr==k)
+            if k<0: out[pos] = normalize_batch(self.norm, read_patches([srcs[i] for i in pos])); continue
+            order = np.argsort(row[pos])
+            out[pos[order]] = self.arrays[k][row[pos][order]]
+        return out
+
+class PatchReader(Transform):
+    "A source (path or `file.h5#i`) -> its uint8 CHW `TensorImage`, read from a `PatchStore`."
+    def __init__(self, store:PatchStore): super().__init__(); self.store = store
+    def encodes(self, src:str): return TensorImage(torch.from_numpy(self.store([src])[0]).permute(2,0,1))
+    def encodes(self, src:Path): return self.encodes(str(src))
+
+# %% ../nbs/02_data.ipynb #02-data-dl
+class HistoDL(TfmdDL):
+    "A `TfmdDL` that reads a whole batch of patches in one gather (as fastai's `TabDataLoader` reads rows), then runs the batch transforms."
+    def do_item(self, s): return 0 if s is None else s  # an index: the patches are read per batch, in `create_batch`
     def create_item(self, s): return s
     def create_batch(self, b):
-        idx = np.asarray(b); order = np.argsort(idx)  # sorted reads are kinder to a memmap
-        xs = np.empty((len(idx), self.crop, self.crop, 3), np.uint8)
-        xs[order] = self._crops(self.x[idx[order]])
-        xb = TensorImage(torch.from_numpy(xs).permute(0,3,1,2))
-        return xb, TensorBase(torch.from_numpy(self.y[idx]))
-    def _crops(self, px):
-        if not self.shift: return center_crop(px, self.crop)
-        rc = (px.shape[1]-self.crop)//2 + torch.randint(-self.shift, self.shift+1, (len(px), 2)).numpy()
-        return np.stack([p[r:r+self.crop, c:c+self.crop] for p,(r,c) in zip(px, rc)])
-    def to(self, device):
-        "Send batches to `device` and run the batch transforms there (fastai's plain `DataLoader.to` moves only batches)."
-        super().to(device)
-        for tfm in getattr(self.after_batch, 'fs', []):
-            for a in listify(getattr(tfm, 'parameters', None)): setattr(tfm, a, getattr(tfm, a).to(device))
-        return self
-    def new(self, dataset=None, cls=None, **kwargs):
-        "A copy over the same pixels; `kwargs` may change bs, shuffle, drop_last, after_batch, device."
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, after_batch=self.after_batch, device=self.device, shift=self.shift)
-        kw.update({k:v for k,v in kwargs.items() if k in kw})
-        return PatchDL(self.x, self.y, self.crop, **kw)
+        ds, idx = self.dataset, list(b)
+        reader = next(t for t in ds.tls[0].tfms.fs if isinstance(t, PatchReader))
+        xb = TensorImage(torch.from_numpy(reader.store([ds.tls[0].items[i] for i in idx])).permute(0,3,1,2))
+        return (xb, *[fa_collate([tl[i] for i in idx]) for tl in ds.tls[1:]])
 
-# %% ../nbs/02_data.ipynb #01-data-042
-def batch_tfms(mean, std, aug:bool=True, # mean/std: channel statistics in 0..1 units
-               lighting:float=0.1, # strength of the colour jitter
-               extra=(), # more batch transforms (e.g. stain augmentation)
+# %% ../nbs/02_data.ipynb #02-data-dblock
+def histo_tfms(stats:tuple, # (mean, std) per channel, in 0..1 units
+               crop:int=64, # centre crop in pixels, 32 to 96
+               shift:int=0, # random translation: training crops move by up to this many pixels (0: off)
+               lighting:float=0.1, # strength of the colour jitter (0: off)
+               stain_aug:float=0., # strength of H&E stain augmentation (`HEDJitter`) of training batches (0: off)
+               aug:bool=True, # the dihedral views and jitters on training batches
               )->list:
-    "uint8 -> float, dihedral views and colour jitter (training only), then normalisation."
-    tfms = [IntToFloatTensor()]
-    if aug: tfms += [DihedralFlip(), *listify(extra)]
-    if aug and lighting: tfms += [ColorJitter(lighting)]
-    return tfms + [Normalize.from_stats(mean, std, cuda=False)]
+    "The batch transforms: crop, then (training only) dihedral views and jitter, then normalisation."
+    tfms = [PatchCrop(crop, shift)]
+    if aug: tfms += [DihedralFlip()] + ([HEDJitter(stain_aug)] if stain_aug else []) + ([ColorJitter(lighting)] if lighting else [])
+    return tfms + [Normalize.from_stats(*stats, cuda=False)]
 
-# %% ../nbs/02_data.ipynb #01-data-043
-def patch_dls(x:np.ndarray, y:np.ndarray, # pixels and labels of all items
-              train_idx:np.ndarray, valid_idx:np.ndarray, # positions of each split
-              crop:int=64, bs:int=32, # centre crop and batch size
-              stats:tuple|None=None, # (mean, std) in 0..1 units; None: computed from the training items
-              aug:bool=True, lighting:float=0.1, extra_tfms=(),
-              x_valid:np.ndarray|None=None, y_valid:np.ndarray|None=None, # a separate validation array
-              device=None, num_workers:int=0, seed:int|None=None,
-              shift:int=0, # training crops move by up to this many pixels (see `PatchDL`)
-             )->DataLoaders:
-    "fastai `DataLoaders` of centre-cropped batches; `dls.stats` and `dls.crop` say how inputs were made."
-    if seed is not None: torch.manual_seed(seed); import random; random.seed(seed)
-    if x_valid is None: x_valid, y_valid = x, y
-    if stats is None: stats = channel_stats(_Sub(x, train_idx))
-    mean, std = stats
-    trn = PatchDL(_Sub(x, train_idx), np.asarray(y)[train_idx], crop, shift, bs=bs, shuffle=True, drop_last=len(train_idx)>bs,
-                  after_batch=Pipeline(batch_tfms(mean, std, aug, lighting, extra_tfms), split_idx=0), num_workers=num_workers, device=device)
-    val = PatchDL(_Sub(x_valid, valid_idx), np.asarray(y_valid)[valid_idx], crop, bs=bs*2, shuffle=False,
-                  after_batch=Pipeline(batch_tfms(mean, std, aug=False), split_idx=1), num_workers=num_workers, device=device)
-    dls = DataLoaders(trn, val, device=device)
-    dls.stats, dls.crop = (list(mean), list(std)), crop
-    return dls
+class LabelOf(Transform):
+    "The 0/1 label of a source, from a table's `src` and `label` columns."
+    def __init__(self, items:pd.DataFrame): super().__init__(); self.lbl = dict(zip(items['src'].astype(str), items['label'].astype(int)))
+    def encodes(self, src:str): return self.lbl[src]
+    def encodes(self, src:Path): return self.lbl[str(src)]
 
-class _Sub:
-    "Rows `idx` of an array, without copying it (a memmap stays on disk)."
-    def __init__(self, x, idx): self.x, self.idx = x, np.asarray(idx)
-    def __len__(self): return len(self.idx)
-    def __getitem__(self, i): return self.x[self.idx[i]]
-    @property
-    def shape(self): return (len(self.idx), *self.x.shape[1:])
+def histo_dblock(store:PatchStore, # decoded pixels of the items (see `PatchStore`)
+                 items:pd.DataFrame, # labelled items: `src`, `label`
+                 splitter, # items -> (train_idx, valid_idx), see `histo_splitter`
+                 batch_tfms:list, # from `histo_tfms`
+                )->DataBlock:
+    "A fastai `DataBlock` of (uint8 patch, 0/1 category) whose batches `HistoDL` reads in one gather."
+    return DataBlock(blocks=(TransformBlock(type_tfms=PatchReader(store), batch_tfms=IntToFloatTensor, dl_type=HistoDL),
+                             CategoryBlock(vocab=[0,1])),
+                     get_y=LabelOf(items), splitter=splitter, batch_tfms=batch_tfms)
+
+class HistoDataLoaders(DataLoaders):
+    "fastai `DataLoaders` whose `test_dl` also takes a dataset folder (its test split)."
+    def test_dl(self, test_items, # sources (paths, `file.h5#i`), an items table, or a dataset folder
+                **kwargs):
+        if isinstance(test_items, (str, Path)) and Path(test_items).is_dir(): test_items = load_items(test_items, 'test')
+        if isinstance(test_items, pd.DataFrame): test_items = test_items['src']
+        return super().test_dl([str(o) for o in test_items], **kwargs)
 
 # %% ../nbs/02_data.ipynb #01-data-046
 def has_split(path:Path, split:str, layout:str='auto')->bool:
@@ -542,39 +593,122 @@ def has_split(path:Path, split:str, layout:str='auto')->bool:
     if layout=='folder': return _class_dirs(path/split) or (split=='train' and _class_dirs(path)) or (split=='test' and bool(_img_files(path/'test')))
     return split=='test'
 
-# %% ../nbs/02_data.ipynb #01-data-047
-def get_dls(path:str|Path, # dataset folder in any layout
-            crop:int=64, bs:int=32, seed:int=42,
-            valid:str|Path|None=None, # a validation folder or items CSV; None: the layout's own valid split if any, else valid_pct
-            valid_pct:float=0.2,
-            groups:str|Path|None=None, # CSV mapping id -> slide for a grouped split
-            layout:str='auto', skip_bad:bool=False, drop_outliers:bool=False,
-            cache:str|Path|None=None, aug:bool=True, lighting:float=0.1, extra_tfms=(), num_workers:int=0, device=None,
-            shift:int=0, # training crops move by up to this many pixels (see `PatchDL`)
-           )->tuple[DataLoaders, pd.DataFrame, pd.DataFrame]:
-    "`(dls, train_items, valid_items)` for the dataset at `path`."
-    path = Path(path)
-    layout = detect_layout(path) if layout=='auto' else layout
-    items = load_items(path, 'train', layout)
-    if items['label'].isna().any(): raise HistoError(f"{path} has unlabelled training items: {show_some(items.loc[items.label.isna(),'id'])}.")
-    x, items = decode_items(items, skip_bad=skip_bad, cache=cache)
+# %% ../nbs/02_data.ipynb #02-data-stainnorm
+def stain_normalise(x, # uint8 NHWC pixels (array, memmap or row view)
+                    norm, # a fitted `histo_lib.stain.StainNormalizer`
+                    chunk:int=2048)->np.ndarray:
+    "`x` stain-normalised into a new in-memory uint8 array, `chunk` patches at a time."
+    out = np.empty((len(x), *x.shape[1:]), np.uint8)
+    for s in range(0, len(x), chunk): out[s:s+chunk] = normalize_batch(norm, np.asarray(x[s:s+chunk]))
+    return out
+
+def fit_stain_norm(x, # uint8 NHWC training pixels
+                   name:str, # 'macenko' or 'reinhard'
+                   seed:int=42, n_fit:int=500, # the seeded sample the normaliser is fitted on
+                  ):
+    "A stain normaliser fitted on a seeded sample of `x`."
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), min(n_fit, len(x)), replace=False))
+    return get_normalizer(name).fit(np.asarray(x[idx]))
+
+def stain_from_state(st:dict|None # a model's `stain_norm` entry (from `StainNormalizer.state()`), or None
+                    ):
+    "The fitted stain normaliser a saved state describes, or None."
+    if not st: return None
+    if not isinstance(st, dict): raise HistoError(f"'stain_norm' must be a normaliser state dict (from .state()), got {st!r}.")
+    return StainNormalizer.from_state(st)
+
+# %% ../nbs/02_data.ipynb #02-data-dls
+def _labelled(items:pd.DataFrame, where:str)->pd.DataFrame:
+    if items['label'].isna().any(): raise HistoError(f"{where} has unlabelled training items: {show_some(items.loc[items.label.isna(),'id'])}.")
+    return items
+
+def _valid_items(path:Path, valid, layout:str):
+    "The validation items a dataset names: `valid` (a folder or items CSV), else the layout's own valid split, else None."
     if valid is None and layout in ('folder','h5') and has_split(path, 'valid', layout): valid = path
-    if valid is not None:
-        vpath = Path(valid)
-        vitems = load_items(vpath, 'valid' if vpath.is_dir() and has_split(vpath, 'valid') else 'train')
+    if valid is None: return None
+    vpath = Path(valid)
+    return _labelled(load_items(vpath, 'valid' if vpath.is_dir() and has_split(vpath, 'valid') else 'train'), str(vpath))
+
+def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder, PCam HDF5)
+              crop:int=64, # centre crop in pixels, 32 to 96
+              bs:int=32, # training batch size (validation: twice that)
+              seed:int=42, # seeds the split, the shuffling and the augmentation
+              valid:str|None=None, # a validation folder or items CSV; None: the layout's own valid split, else valid_pct
+              valid_pct:float=0.2, # share held out by the seeded split when there is no validation set
+              groups:str|None=None, # CSV mapping id -> slide for a grouped split (no slide on both sides)
+              layout:str='auto', # auto, kaggle, folder, h5 or images
+              skip_bad:bool=False, # drop unreadable or malformed images (with a report) instead of stopping
+              drop_outliers:bool=False, # drop blank and dark patches from training
+              cache:str|None=None, # folder for the decoded-patch cache; None: $HISTO_CACHE or ~/.cache/histo_lib
+              lighting:float=0.1, # strength of the colour jitter (0: off)
+              shift:int=0, # random translation: training crops move by up to this many pixels (0: off)
+              stain_norm:str='none', # 'macenko' or 'reinhard': normalise stains once, before training; 'none': off
+              stain_aug:float=0., # strength of H&E stain augmentation of training batches (0: off)
+              num_workers:int=0, # DataLoader worker processes
+              stats:tuple|None=None, # (mean, std) to normalise with, e.g. pretrained weights'; None: the training items'
+              device=None, # where batches and batch transforms go; None: fastai's default device
+             )->DataLoaders:
+    "fastai `DataLoaders` for the dataset at `data`, built by `histo_dblock`; `dls.stats`, `dls.crop`, `dls.items` say how."
+    path = Path(data)
+    layout = detect_layout(path) if layout=='auto' else layout
+    PatchCrop(crop, shift)  # checks crop and shift before any decoding
+    items = _labelled(load_items(path, 'train', layout), str(path))
+    x, items = decode_items(items, skip_bad=skip_bad, cache=cache)
+    vitems = _valid_items(path, valid, layout)
+    if vitems is not None:
         vx, vitems = decode_items(vitems, skip_bad=skip_bad, cache=cache)
         overlap = set(vitems['id']) & set(items['id'])
-        if overlap and Path(valid).resolve()!=path.resolve(): raise HistoError(f"{len(overlap)} ids are in both the training and the validation data: {show_some(overlap)}.")
-        tr, va = np.arange(len(items)), np.arange(len(vitems))
-    else: vx, vitems, (tr, va) = None, None, split_items(items, valid_pct, seed, groups)
+        if overlap and Path(valid or path).resolve()!=path.resolve(): raise HistoError(f"{len(overlap)} ids are in both the training and the validation data: {show_some(overlap)}.")
+    all_items = items if vitems is None else pd.concat([items, vitems], ignore_index=True)
+    tr, va = histo_splitter(all_items, 0 if vitems is None else len(vitems), valid_pct, seed, groups)(all_items['src'])
     if drop_outliers:
-        fl = outlier_flags(x); keep = ~(fl.blank|fl.dark).values
-        print(f"Dropping {int((~keep[tr]).sum())} outlier patches (blank or dark) from training.")
-        tr = tr[keep[tr]]
-    y = items['label'].values
-    dls = patch_dls(x, y, tr, va, crop, bs, aug=aug, lighting=lighting, extra_tfms=extra_tfms, x_valid=vx,
-                    y_valid=None if vitems is None else vitems['label'].values, num_workers=num_workers, device=device, seed=seed, shift=shift)
-    return dls, items.iloc[tr].reset_index(drop=True), (vitems if vitems is not None else items.iloc[va]).reset_index(drop=True)
+        out = outlier_flags(_Rows(x, tr))[['blank','dark']].any(axis=1).values
+        print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
+        tr = tr[~out]
+    norm = None if stain_norm in (None, '', 'none') else fit_stain_norm(_Rows(x, tr), stain_norm, seed)
+    if norm is not None: x, vx = stain_normalise(x, norm), (None if vitems is None else stain_normalise(vx, norm))
+    store = PatchStore().add(items['src'], x)
+    if vitems is not None: store.add(vitems['src'], vx)
+    stats = stats or channel_stats(_Rows(x, tr))
+    torch.manual_seed(seed)
+    dblock = histo_dblock(store, all_items, lambda o: (tr, va), histo_tfms(stats, crop, shift, lighting, stain_aug))
+    dls = dblock.dataloaders(all_items['src'].astype(str).tolist(), bs=bs, val_bs=bs*2, num_workers=num_workers, device=device, drop_last=len(tr)>bs)
+    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
+    dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, norm
+    dls.items = dict(train=all_items.iloc[tr].reset_index(drop=True), valid=all_items.iloc[va].reset_index(drop=True))
+    return dls
+
+class _Rows:
+    "Rows `idx` of an array, without copying it (a memmap stays on disk)."
+    def __init__(self, x, idx): self.x, self.idx = x, np.asarray(idx)
+    def __len__(self): return len(self.idx)
+    def __getitem__(self, i): return self.x[self.idx[i]]
+    @property
+    def shape(self): return (len(self.idx), *self.x.shape[1:])
+
+# %% ../nbs/02_data.ipynb #02-data-array
+def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
+              y, # their 0/1 labels
+              valid_idx, # positions of the validation items (the rest train)
+              crop:int=64, # centre crop in pixels, 32 to 96
+              bs:int=32, # training batch size
+              seed:int=42, # seeds the shuffling and augmentation
+              stats:tuple|None=None, # (mean, std); None: the training items'
+              device=None, # where batches go
+              **kwargs, # `histo_tfms`: shift, lighting, stain_aug, aug
+             )->DataLoaders:
+    "`histo_dls` for pixels already in memory (notebooks, tests): the same `DataBlock`, items named `mem:i`."
+    srcs = [f'mem:{i}' for i in range(len(x))]
+    items = pd.DataFrame(dict(id=srcs, src=srcs, label=np.asarray(y, dtype=float)))
+    va = np.asarray(valid_idx); tr = np.setdiff1d(np.arange(len(x)), va)
+    stats = stats or channel_stats(_Rows(x, tr))
+    torch.manual_seed(seed)
+    dblock = histo_dblock(PatchStore().add(srcs, x), items, lambda o: (tr, va), histo_tfms(stats, crop, **kwargs))
+    dls = dblock.dataloaders(srcs, bs=bs, val_bs=bs*2, device=device, drop_last=len(tr)>bs)
+    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
+    dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, None
+    dls.items = dict(train=items.iloc[tr].reset_index(drop=True), valid=items.iloc[va].reset_index(drop=True))
+    return dls
 
 # %% ../nbs/02_data.ipynb #01-data-050
 def summarize(path:str|Path, layout:str='auto', cache=None, splits=('train','valid','test'))->dict:

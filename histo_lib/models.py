@@ -4,17 +4,19 @@
 
 # %% ../nbs/03_models.ipynb #02-models-002
 from __future__ import annotations
-import difflib, json, warnings
+import difflib, json
 from pathlib import Path
 import torch, timm
 from torch import nn
+from timm.models import register_model, build_model_with_cfg, load_checkpoint
 from fastai.layers import ConvLayer
 from safetensors.torch import save_file, load_file
 import histo_lib
 from .core import HistoError, show_some, atomic_path, write_json
 
 # %% auto #0
-__all__ = ['artefact_format', 'RefCNN', 'n_params', 'load_weights', 'timm_model', 'build_model', 'save_artefact', 'load_artefact']
+__all__ = ['artefact_format', 'RefCNN', 'histo_refcnn', 'n_params', 'timm_name', 'build_model', 'pretrained_stats', 'body_head',
+           'save_artefact', 'load_artefact']
 
 # %% ../nbs/03_models.ipynb #02-models-005
 def _conv_block(ni:int, nf:int, depth:int)->nn.Sequential:
@@ -22,23 +24,31 @@ def _conv_block(ni:int, nf:int, depth:int)->nn.Sequential:
     return nn.Sequential(*[ConvLayer(ni if i==0 else nf, nf, ks=3) for i in range(depth)], nn.MaxPool2d(2))
 
 class RefCNN(nn.Module):
-    "The reference CNN: conv/pool blocks of `widths` filters, a `dense` hidden layer, `n_out` logits."
+    "The reference CNN: conv/pool blocks of `widths` filters, a `dense` hidden layer, `num_classes` logits."
     def __init__(self, widths:tuple=(32,64,128), # filters of each conv/pool block
                  depth:int=2, # convolutions per block
                  dense:int=1024, # units of the hidden dense layer
                  p:float=0.5, # dropout before the output layer
-                 in_size:int=96, # crop the model is trained on (kept for the config; any crop >= 32 works)
-                 n_out:int=1, # outputs (logits)
-                 n_in:int=3, # input channels
+                 num_classes:int=1, # outputs (logits)
+                 in_chans:int=3, # input channels
+                 **kwargs, # what timm's builder passes and a plain CNN does not use (e.g. pretrained_cfg)
                 ):
         super().__init__()
-        self.in_size, widths = in_size, list(widths)
-        self.features = nn.Sequential(*[_conv_block(ni, nf, depth) for ni,nf in zip([n_in]+widths[:-1], widths)])
+        widths = list(widths)
+        self.features = nn.Sequential(*[_conv_block(ni, nf, depth) for ni,nf in zip([in_chans]+widths[:-1], widths)])
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())
         self.head = nn.Sequential(nn.Linear(widths[-1]*16, dense), nn.ReLU(inplace=True), nn.Dropout(p),
-                                  nn.Linear(dense, n_out))
-
+                                  nn.Linear(dense, num_classes))
     def forward(self, x): return self.head(self.pool(self.features(x)))
+    def get_classifier(self)->nn.Module: return self.head  # timm's name for the head: the dense layers
+
+@register_model
+def histo_refcnn(pretrained:bool=False, # load `pretrained_cfg_overlay=dict(file=...)` weights, as for any timm model
+                 **kwargs):
+    "The reference CNN in timm's registry: `timm.create_model('histo_refcnn', widths=..., dense=...)`."
+    cfg = dict(num_classes=1, input_size=(3,96,96), mean=(0.5,)*3, std=(0.25,)*3, first_conv='features.0.0.0', classifier='head.3')
+    kwargs['pretrained_cfg'] = kwargs.get('pretrained_cfg') or cfg
+    return build_model_with_cfg(RefCNN, 'histo_refcnn', pretrained, **kwargs)
 
 # %% ../nbs/03_models.ipynb #02-models-006
 def n_params(model:nn.Module # any torch module
@@ -47,77 +57,36 @@ def n_params(model:nn.Module # any torch module
     return sum(p.numel() for p in model.parameters())
 
 # %% ../nbs/03_models.ipynb #02-models-010
-def _read_state_dict(fn:Path)->dict:
-    "A state_dict from a .safetensors or weights-only torch file, unwrapped from a 'model'/'state_dict' checkpoint."
-    if not fn.is_file(): raise HistoError(f"Weights file {fn} not found; give the path of a .pth/.pt/.safetensors file.")
-    try: sd = load_file(str(fn)) if fn.suffix=='.safetensors' else torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e: raise HistoError(f"Could not read weights from {fn} ({type(e).__name__}: {e}); it must be a state_dict saved with torch.save or safetensors.") from e
-    for k in ('model', 'state_dict'):
-        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise HistoError(f"{fn} does not hold a state_dict (a dict of tensor names to tensors).")
-    if sd and all(k.startswith('module.') for k in sd): sd = {k[7:]:v for k,v in sd.items()}
-    return sd
+def timm_name(arch:str)->str:
+    "The timm name of `arch`: 'reference' is `histo_refcnn`; a timm name is checked, with close names when unknown."
+    name = 'histo_refcnn' if arch=='reference' else arch
+    if timm.is_model(name): return name
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    close += [n for n in timm.list_models(f'*{name.split("_")[0]}*') if n not in close]
+    raise HistoError(f"Unknown architecture '{arch}': use 'reference' or a timm name. "
+                     f"Close timm names: {show_some(close) or 'none'}; `timm.list_models('*NAME*')` lists them all.")
 
-def _head_prefixes(model:nn.Module)->list:
-    "Module-name prefixes of `model`'s classifier head (timm's `get_classifier`, or the pretrained cfg's name)."
-    names = []
-    if hasattr(model, 'get_classifier'):
-        head = model.get_classifier()
-        names += [n for n,m in model.named_modules() if m is head and n]
-    cls = getattr(model, 'pretrained_cfg', {}).get('classifier')
-    names += [cls] if isinstance(cls, str) else list(cls or [])
-    if isinstance(model, RefCNN): names.append(f'head.{len(model.head)-1}')
-    return [n+'.' for n in dict.fromkeys(names)]
-
-def load_weights(model:nn.Module, # the freshly built model
-                 weights:str|Path, # a .pth/.pt/.safetensors state_dict (or a checkpoint holding one)
-                )->nn.Module:
-    "Load `weights` into `model`; classifier-head keys of a different shape are dropped and reported, all else must fit."
-    fn, own = Path(weights), model.state_dict()
-    sd, heads = _read_state_dict(fn), _head_prefixes(model)
-    is_head = lambda k: any(k.startswith(h) for h in heads)
-    dropped = [k for k,v in sd.items() if is_head(k) and k in own and v.shape!=own[k].shape]
-    sd = {k:v for k,v in sd.items() if k not in dropped}
-    bad_shape = [f"{k} {tuple(v.shape)}!={tuple(own[k].shape)}" for k,v in sd.items() if k in own and v.shape!=own[k].shape]
-    missing = [k for k in own if k not in sd and not is_head(k)]
-    unexpected = [k for k in sd if k not in own]
-    if bad_shape or missing or unexpected:
-        raise HistoError(f"Weights {fn} do not fit this model: missing keys [{show_some(missing)}], unexpected keys "
-                         f"[{show_some(unexpected)}], wrong shapes [{show_some(bad_shape)}]. Check the architecture name.")
-    model.load_state_dict(sd, strict=False)
-    head_new = [k for k in own if k not in sd]
-    if head_new: warnings.warn(f"{fn}: classifier head not loaded, it starts random (dropped: {show_some(dropped) or 'none'}; "
-                               f"missing: {show_some(head_new)}).")
-    return model
-
-# %% ../nbs/03_models.ipynb #02-models-011
-def timm_model(name:str, # a timm architecture, e.g. 'resnet18', 'efficientnet_b0'
-               n_out:int=1, # outputs (logits)
-               weights:str|Path|None=None, # optional local state_dict to start from
-               **kwargs # passed to `timm.create_model` (e.g. drop_rate)
-              )->nn.Module:
-    "A timm model with `n_out` logits, built offline (`pretrained=False`), optionally loaded from local `weights`."
-    if not timm.is_model(name):
-        all_names = timm.list_models()
-        close = difflib.get_close_matches(name, all_names, n=5, cutoff=0.6)
-        close += [n for n in timm.list_models(f'*{name.split("_")[0]}*') if n not in close]
-        raise HistoError(f"Unknown architecture '{name}': use 'reference' or a timm name. "
-                         f"Close timm names: {show_some(close) or 'none'}; `timm.list_models('*NAME*')` lists them all.")
-    model = timm.create_model(name, pretrained=False, num_classes=n_out, **kwargs)
-    return load_weights(model, weights) if weights else model
-
-# %% ../nbs/03_models.ipynb #02-models-016
-def build_model(arch:str='reference', # 'reference' or a timm architecture name
-                crop:int=96, # the centre crop the model sees
-                weights:str|Path|None=None, # optional local state_dict to start from
-                **kwargs # passed to `RefCNN` or `timm.create_model`
+def build_model(arch:str='reference', # 'reference' (the reference CNN) or any timm architecture name
+                weights:str|Path|None=None, # a local .pth/.pt/.safetensors checkpoint to start from (timm's loader)
+                **kwargs # passed to `timm.create_model` (e.g. widths, dense for the reference CNN; drop_rate)
                )->nn.Module:
-    "A model returning logits of shape (bs,1): the reference CNN or a timm architecture."
-    if arch=='reference':
-        model = RefCNN(in_size=crop, **kwargs)
-        return load_weights(model, weights) if weights else model
-    return timm_model(arch, weights=weights, **kwargs)
+    "A model returning one logit per image (bs,1), built by timm's registry; nothing is downloaded."
+    name = timm_name(arch)
+    if weights is None: return timm.create_model(name, pretrained=False, num_classes=1, **kwargs)
+    fn = Path(weights)
+    if not fn.is_file(): raise HistoError(f"Weights file {fn} not found; give the path of a .pth/.pt/.safetensors file.")
+    try: return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(fn)), num_classes=1, **kwargs)
+    except Exception as e: raise HistoError(f"Weights {fn} do not fit {arch} ({type(e).__name__}: {str(e)[:300]}). Check the architecture name.") from None
+
+def pretrained_stats(arch:str)->tuple:
+    "(mean, std) per channel that `arch`'s pretrained weights expect, from timm's `pretrained_cfg`."
+    cfg = timm.create_model(timm_name(arch), pretrained=False, num_classes=1).pretrained_cfg
+    return list(cfg['mean']), list(cfg['std'])
+
+def body_head(model:nn.Module)->list:
+    "Parameter groups [body, head] for discriminative learning rates and `freeze`: the head is timm's `get_classifier()`."
+    head = {id(p) for p in model.get_classifier().parameters()}
+    return [[p for p in model.parameters() if id(p) not in head], list(model.get_classifier().parameters())]
 
 # %% ../nbs/03_models.ipynb #02-models-019
 artefact_format = 'histo_lib-artefact-1'
@@ -161,7 +130,9 @@ def load_artefact(run_dir_or_json:str|Path, # a run folder holding model.json, o
     try: cfg = json.loads(fn.read_text())
     except json.JSONDecodeError as e: raise HistoError(f"{fn} is not valid JSON ({e}); re-export the model.") from e
     _check_cfg(cfg, str(fn))
-    model = build_model(cfg['arch'], cfg['crop'], **cfg.get('model_kwargs', {}))
-    try: model.load_state_dict(load_file(str(wfn), device='cpu'), strict=True)
-    except RuntimeError as e: raise HistoError(f"{wfn} does not match the model described in {fn}: {str(e)[:500]}") from e
+    try: model = build_model(cfg['arch'], **cfg['model_kwargs'])
+    except TypeError as e: raise HistoError(f"{fn}: model_kwargs {cfg['model_kwargs']} do not fit {cfg['arch']} ({e}).") from None
+    try: load_checkpoint(model, str(wfn), strict=True)
+    except Exception as e: raise HistoError(f"{wfn} does not match the model described in {fn} ({type(e).__name__}: {str(e)[:300]}); retrain or copy the run folder again.") from None
     return model.to(device).eval(), cfg
+
