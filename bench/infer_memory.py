@@ -1,14 +1,14 @@
 """Peak memory of `predict` streaming N image files (1k, 10k and the 57,458 of the Kaggle test set): it should be flat
 in N and under 2 GB, whatever bs and TTA, because `max_forward` bounds every forward pass.
 
-Each measurement runs in a fresh subprocess, which reports its peak RSS (`ru_maxrss`, and a psutil sampler as a
-check) after importing the libraries and loading the model (the baseline) and at the end. The images are synthetic
+Each measurement runs in a fresh subprocess, which reports its peak RSS (`ru_maxrss`) after importing the libraries
+and loading the model (the baseline) and at the end. The images are synthetic
 TIFFs written once by `histo_lib.synth.make_synth` into --data (default $HISTO_CACHE/synth57k, outside the repo).
 
     python bench/infer_memory.py [--data /work/cache_infer/synth57k] [--quick]
 """
 from __future__ import annotations
-import argparse, json, os, resource, subprocess, sys, threading, time
+import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,7 +16,7 @@ N_TEST = 57_458
 
 def child(a):
     "Predict the first `a.n` test images with one configuration; print a JSON line of memory and speed."
-    import psutil, torch
+    import torch
     torch.set_num_threads(a.threads)
     from histo_lib.data import load_items
     from histo_lib.models import build_model
@@ -25,17 +25,15 @@ def child(a):
     torch.manual_seed(0)
     cfg = dict(arch='reference', crop=a.crop, mean=[0.7, 0.55, 0.7], std=[0.15, 0.2, 0.15], model_kwargs={})
     pred = Predictor([(build_model('reference', a.crop).eval(), cfg)], tta=a.tta, bs=a.bs, max_forward=a.max_forward, backend=a.backend)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
-    proc, peak, done = psutil.Process(), [0], threading.Event()
-    def sample():
-        while not done.is_set(): peak[0] = max(peak[0], proc.memory_info().rss/2**20); time.sleep(0.05)
-    th = threading.Thread(target=sample, daemon=True); th.start()
+    base = _peak_mb()
     t = time.perf_counter(); probs = pred(srcs, progress=False); dt = time.perf_counter()-t
-    done.set(); th.join()
     assert len(probs)==a.n
     print(json.dumps(dict(n=a.n, tta=a.tta, backend=a.backend, bs=a.bs, max_forward=a.max_forward, base_mb=base,
-                          peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, sampled_mb=peak[0],
-                          secs=dt, ips=a.n/dt)))
+                          peak_mb=_peak_mb(), secs=dt, ips=a.n/dt)))
+
+def _peak_mb()->float:
+    "Peak resident memory of this process so far, in MB (Linux reports `ru_maxrss` in KB)."
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
 
 def run(a, n, tta, backend, bs=64, max_forward=128)->dict:
     cmd = [sys.executable, __file__, '--child', '--data', str(a.data), '--n', str(n), '--tta', tta, '--backend', backend,

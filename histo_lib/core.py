@@ -11,8 +11,8 @@ import numpy as np
 from fastcore.xtras import Config
 
 # %% auto #0
-__all__ = ['packaged_settings', 'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_write', 'atomic_path',
-           'write_json', 'set_threads']
+__all__ = ['packaged_settings', 'patch_size', 'centre_size', 'HE_REF', 'HistoError', 'show_some', 'load_settings', 'set_seed',
+           'atomic_path', 'atomic_write', 'write_json', 'centre_box', 'stratified_sample', 'require', 'set_threads']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -63,36 +63,94 @@ def set_seed(seed:int, # the one seed for python, numpy and torch
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #00-core-016
+import shutil
+
+def _fresh_temp(path:Path, # the file or folder the temporary one will replace
+                is_dir:bool=False, # make a folder rather than a file
+               )->Path:
+    "A new empty file (or folder) with a hidden name beside `path`, with the mode the user's umask gives."
+    while True:  # mkstemp/mkdtemp would make it 0600/0700, and the renamed result would keep that mode
+        tmp = path.parent/f'.{path.name}.{os.urandom(6).hex()}.tmp{path.suffix}'
+        try:
+            if is_dir: tmp.mkdir(0o777)
+            else: os.close(os.open(tmp, os.O_WRONLY|os.O_CREAT|os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError: continue
+
+@contextlib.contextmanager
+def atomic_path(path:str|Path, # the file (or folder) to (re)place
+                is_dir:bool=False, # yield a folder to fill, which replaces the folder `path` and all it holds
+               ):
+    "Yield a temp path beside `path` to write; it replaces `path` only if the block succeeds, else it is removed."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh_temp(path, is_dir)
+    try:
+        yield tmp
+        if is_dir and path.is_dir(): shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one
+        os.replace(tmp, path)
+    except BaseException:
+        if is_dir: shutil.rmtree(tmp, ignore_errors=True)
+        else: tmp.unlink(missing_ok=True)
+        raise
+
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)place
                  mode:str='w', # 'w' for text, 'wb' for bytes
-                 **kwargs):
-    "Open a temp file beside `path` and rename it to `path` only if the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f: yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
+                 **kwargs # passed to `open` (encoding, newline, ...)
+                ):
+    "`atomic_path` opened as a file: `path` is replaced only if the block succeeds."
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f: yield f
 
-@contextlib.contextmanager
-def atomic_path(path:str|Path # the file a library call will write
-               ):
-    "Yield a temp path beside `path` for libraries that write by name; rename it to `path` on success."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix, dir=path.parent); os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-def write_json(obj, path:str|Path):
+def write_json(obj, # anything `json.dump` can write (other objects as their `str`)
+               path:str|Path, # the file to (re)place
+              ):
     "Write `obj` as indented JSON, atomically."
     with atomic_write(path) as f: json.dump(obj, f, indent=2, default=str)
+
+# %% ../nbs/00_core.ipynb #00-core-035
+patch_size = 96  # side of a Kaggle / PCam patch in pixels
+centre_size = 32  # side of the centre square whose tumour decides the label
+
+def centre_box(size:int=patch_size, # side of the (square) image in pixels
+               crop:bool=False, # a centre crop at the patch's scale (the square keeps `centre_size` px), not a resized patch
+              )->tuple[int,int]:
+    "Rows (and columns) `lo:hi` of the centre square that decides the label: 32:64 for a 96-px patch."
+    c = min(centre_size, size) if crop and size<=patch_size else size*centre_size//patch_size
+    c += (size-c) % 2  # the parity of `size`, so flips map the square onto itself
+    return (size-c)//2, (size+c)//2
+
+# unit optical-density directions (rows) of haematoxylin and eosin: Macenko et al.'s (2009) reference
+HE_REF = np.array([[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]])
+
+# %% ../nbs/00_core.ipynb #00-core-038
+def stratified_sample(n:int, # how many indices to draw
+                      labels, # the class of every item of the full set
+                      seed:int=42, # the same seed gives the same sample
+                     )->np.ndarray:
+    "Sorted indices of `n` items drawn per class in proportion to the class counts of `labels` (all when `n` is not smaller)."
+    y = np.asarray(labels).ravel()
+    if n>=len(y): return np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts*n/len(y)
+    take = np.maximum(np.floor(quota).astype(int), 1 if n>=len(classes) else 0)
+    for i in np.argsort(-(quota-np.floor(quota))):  # hand out the remainder by largest fraction
+        if take.sum()>=n: break
+        take[i] += take[i]<counts[i]
+    while take.sum()>n: take[np.argmax(take)] -= 1
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y==c), k, replace=False) for c,k in zip(classes, take)]))
+
+# %% ../nbs/00_core.ipynb #00-core-041
+import importlib
+
+def require(module:str, # the module to import, e.g. 'pytorch_grad_cam'
+            extra:str, # the optional-dependency group of histo_lib that installs it: 'extras' or 'onnx'
+            what:str|None=None, # what needs it, for the message; None: `module`
+           ):
+    "Import and return `module`, or raise a one-line `HistoError` naming the histo_lib extra that installs it."
+    try: return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise HistoError(f"{what or module} needs the '{extra}' extra ({e.name} is not installed): pip install 'histo_lib[{extra}]'") from None
 
 # %% ../nbs/00_core.ipynb #00-core-019
 def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else $OMP_NUM_THREADS, else every core

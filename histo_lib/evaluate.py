@@ -12,11 +12,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_auc_score, roc_curve, confusion_matrix, classification_report
-from .core import HistoError, show_some, atomic_path, atomic_write, write_json
+from .core import HistoError, show_some, atomic_path, atomic_write, write_json, centre_box, centre_size
 
 # %% auto #0
-__all__ = ['metrics_report', 'stratified_sample', 'plot_roc', 'plot_confusion', 'top_errors', 'plot_errors', 'report_md',
-           'evaluate_preds']
+__all__ = ['metrics_report', 'plot_roc', 'plot_confusion', 'top_errors', 'plot_errors', 'report_md', 'evaluate_preds']
 
 # %% ../nbs/08_evaluate.ipynb #05-evaluate-005
 def _check_preds(y, probs)->tuple:
@@ -53,24 +52,6 @@ def metrics_report(y, # true labels, 0/1
         threshold=float(threshold), sensitivity=tp/(tp+fn), specificity=tn/(tn+fp), confusion_matrix=cm.tolist(),
         classification_report=classification_report(y, preds, labels=[0, 1], target_names=['normal', 'tumour'],
                                                      output_dict=True, zero_division=0)))
-
-# %% ../nbs/08_evaluate.ipynb #05-evaluate-014
-def stratified_sample(n:int, # how many indices to draw
-                      y, # labels of the full set
-                      seed:int=42, # the same seed gives the same sample
-                     )->np.ndarray:
-    "Sorted indices of `n` items drawn per class in proportion to `y`'s class counts."
-    y = np.asarray(y).ravel()
-    if n>=len(y): return np.arange(len(y))
-    classes, counts = np.unique(y, return_counts=True)
-    quota = counts*n/len(y)
-    take = np.maximum(np.floor(quota).astype(int), 1 if n>=len(classes) else 0)
-    for i in np.argsort(-(quota-np.floor(quota))):  # hand out the remainder by largest fraction
-        if take.sum()>=n: break
-        take[i] += take[i]<counts[i]
-    while take.sum()>n: take[np.argmax(take)] -= 1
-    rng = np.random.default_rng(seed)
-    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y==c), k, replace=False) for c,k in zip(classes, take)]))
 
 # %% ../nbs/08_evaluate.ipynb #05-evaluate-017
 def _save(fig, fn:str|Path)->Path:
@@ -128,7 +109,7 @@ def plot_errors(imgs, # uint8 patches, NHWC; or a function `imgs(idx)` that read
                 k:int=8, # how many of each kind of error
                 threshold:float=0.5, # probability at or above which we call tumour
                )->Path:
-    "Grid of the `k` most confident false positives (top) and false negatives (bottom), centre 32x32 outlined."
+    "Grid of the `k` most confident false positives (top) and false negatives (bottom), the label's centre square outlined."
     if not callable(imgs):
         imgs = np.asarray(imgs)
         if len(imgs)!=len(np.ravel(y)): raise HistoError(f"{len(imgs)} images but {len(np.ravel(y))} labels; they must pair up.")
@@ -146,13 +127,13 @@ def plot_errors(imgs, # uint8 patches, NHWC; or a function `imgs(idx)` that read
             axs[g*per, 0].text(0, 0.5, f'no {name} at threshold {threshold:g}', va='center', fontsize=10,
                                transform=axs[g*per, 0].transAxes)
         for ax,i in zip(rows, idx):
-            im = pix[int(i)]; h, w = im.shape[:2]; c = min(32, h, w)
+            im = pix[int(i)]; (y0, y1), (x0, x1) = (centre_box(s, crop=True) for s in im.shape[:2])
             ax.imshow(im)
-            ax.add_patch(Rectangle(((w-c)/2-0.5, (h-c)/2-0.5), c, c, fill=False, edgecolor='lime', lw=1.2))
+            ax.add_patch(Rectangle((x0-0.5, y0-0.5), x1-x0, y1-y0, fill=False, edgecolor='lime', lw=1.2))
             ax.set_title(f'{_short(ids[i])}\ny={y[i]} p={probs[i]:.2f}', fontsize=7)
         axs[g*per, 0].annotate(name, (0, 1), xytext=(0, 22), xycoords='axes fraction', textcoords='offset points',
                                fontsize=9, fontweight='bold', annotation_clip=False)
-    fig.suptitle('most confident errors (centre 32x32 outlined)', y=1.0, fontsize=10)
+    fig.suptitle(f'most confident errors (centre {centre_size}x{centre_size} outlined)', y=1.0, fontsize=10)
     return _save(fig, fn)
 
 # %% ../nbs/08_evaluate.ipynb #05-evaluate-022

@@ -12,9 +12,10 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Rectangle
+from .core import HistoError, atomic_path, centre_box, require
+require('pytorch_grad_cam', 'extras', 'Grad-CAM (histo_lib.explain, histo explain)')  # without it: one line, no traceback
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
-from .core import HistoError, atomic_path
 from .data import to_input, center_crop
 from .models import RefCNN
 
@@ -74,8 +75,6 @@ def gradcam(model:nn.Module, # returns logits (bs,1)
 # %% ../nbs/09_explain.ipynb #09-explain-015
 _jet = matplotlib.colormaps['jet']
 
-def _box_px(w:int)->float: return 32*w/96 if w>96 else min(32, w)
-
 def plot_explain(imgs:np.ndarray, # uint8 patches the maps belong to, NHWC (usually the centre crop the model saw)
                  cams:np.ndarray, # Grad-CAM maps (N,H,W) in [0,1], as `gradcam` returns
                  y, # true labels (N,); None or NaN entries when unknown
@@ -84,7 +83,6 @@ def plot_explain(imgs:np.ndarray, # uint8 patches the maps belong to, NHWC (usua
                  ids=None, # optional names shown under each title
                  ncols:int=8, # patches per row
                  alpha:float=0.6, # opacity of the hottest part of the heat map
-                 box_px:float|None=None, # side of the centre square in displayed pixels; None: see above
                 )->Path:
     "A grid of patches with their Grad-CAM maps overlaid and the label's centre square outlined, saved as a PNG."
     imgs, cams = np.asarray(imgs), np.asarray(cams)
@@ -94,8 +92,7 @@ def plot_explain(imgs:np.ndarray, # uint8 patches the maps belong to, NHWC (usua
     y = np.full(n, np.nan) if y is None else np.asarray(y, dtype=float)
     probs = np.asarray(probs, dtype=float)
     ncols = max(1, min(ncols, n)); nrows = -(-n//ncols)
-    h, w = imgs.shape[1:3]
-    b = box_px or _box_px(w)
+    (y0, y1), (x0, x1) = (centre_box(s, crop=True) for s in imgs.shape[1:3])
     fig = Figure(figsize=(1.6*ncols, 1.85*nrows + (0.25 if ids is not None else 0)*nrows))
     FigureCanvasAgg(fig)
     for i in range(nrows*ncols):
@@ -103,7 +100,7 @@ def plot_explain(imgs:np.ndarray, # uint8 patches the maps belong to, NHWC (usua
         if i>=n: continue
         heat = _jet(cams[i]); heat[...,3] = alpha*cams[i]  # cold areas stay see-through
         ax.imshow(imgs[i]); ax.imshow(heat)
-        ax.add_patch(Rectangle(((w-b)/2-0.5, (h-b)/2-0.5), b, b, fill=False, edgecolor='white', lw=1.2, ls='--'))
+        ax.add_patch(Rectangle((x0-0.5, y0-0.5), x1-x0, y1-y0, fill=False, edgecolor='white', lw=1.2, ls='--'))
         lbl = '?' if np.isnan(y[i]) else int(y[i])
         title = f"y={lbl}  p={probs[i]:.2f}" + (f"\n{str(ids[i])[:12]}" if ids is not None else '')
         ok = np.isnan(y[i]) or (probs[i]>=0.5)==(y[i]==1)

@@ -7,15 +7,13 @@ from __future__ import annotations
 import math, warnings
 import numpy as np
 import torch
-from fastai.vision.core import PILImage, TensorImage
-from fasttransform import Transform
+from fastai.vision.core import TensorImage
 from fastai.vision.augment import RandTransform
-from .core import HistoError
+from .core import HistoError, HE_REF, require
 
 # %% auto #0
 __all__ = ['StainNormalizer', 'NoNormalizer', 'macenko_stains', 'MacenkoNormalizer', 'lab_stats', 'ReinhardNormalizer',
-           'get_normalizer', 'normalize_batch', 'StainNormalize', 'torch_rgb2hed', 'torch_hed2rgb', 'hed_jitter',
-           'HEDJitter']
+           'get_normalizer', 'normalize_batch', 'torch_rgb2hed', 'torch_hed2rgb', 'hed_jitter', 'HEDJitter']
 
 # %% ../nbs/01_stain.ipynb #08-stain-009
 def _as_nhwc(x)->np.ndarray:
@@ -109,7 +107,7 @@ class MacenkoNormalizer(StainNormalizer):
                  min_px:int=16, # patches with fewer tissue pixels pass through unchanged
                 ):
         self.Io, self.alpha, self.beta, self.min_px = Io, alpha, beta, min_px
-        self.HERef = np.array([[0.5626,0.2159],[0.7201,0.8012],[0.4062,0.5581]])
+        self.HERef = HE_REF.T.copy()  # columns: haematoxylin, eosin
         self.maxCRef = np.array([1.9705,1.0308])
 
     def _od(self, x, dtype=np.float32): return -np.log((x.reshape(len(x),-1,3).astype(dtype)+1)/self.Io)
@@ -149,15 +147,16 @@ class MacenkoNormalizer(StainNormalizer):
         return res
 
 # %% ../nbs/01_stain.ipynb #08-stain-018
-def _lab(x:np.ndarray)->np.ndarray:
-    from skimage.color import rgb2lab
-    return rgb2lab(x.astype(np.float32)/255)
+def _color():
+    "`skimage.color`, which only Reinhard normalisation needs (the `extras` extra)."
+    return require('skimage.color', 'extras', 'Reinhard stain normalisation')
+
+def _lab(x:np.ndarray)->np.ndarray: return _color().rgb2lab(x.astype(np.float32)/255)
 
 def _rgb(lab:np.ndarray)->np.ndarray:
-    from skimage.color import lab2rgb
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # lab2rgb warns about out-of-gamut pixels, which it clips
-        return np.clip(lab2rgb(lab)*255, 0, 255).round().astype(np.uint8)
+        return np.clip(_color().lab2rgb(lab)*255, 0, 255).round().astype(np.uint8)
 
 def lab_stats(x # uint8 patch (HWC) or batch (NHWC)
              )->tuple:
@@ -213,20 +212,6 @@ def normalize_batch(norm:StainNormalizer|None, # a fitted normaliser (None: no-o
                    )->np.ndarray:
     "Stain-normalise a uint8 NHWC batch (returned as is when `norm` is None)."
     return x if norm is None else norm.transform(x, bs=bs)
-
-# %% ../nbs/01_stain.ipynb #08-stain-025
-class StainNormalize(Transform):
-    "Item transform applying a fitted `StainNormalizer` to a PILImage, a uint8 TensorImage (CHW) or a uint8 HWC array."
-    order = 4
-    def __init__(self, norm:StainNormalizer): # a fitted normaliser
-        super().__init__(); self.norm = norm
-    def encodes(self, x:PILImage): return PILImage.create(self.norm.transform(np.asarray(x.convert('RGB'))))
-    def encodes(self, x:TensorImage):
-        is_float = x.is_floating_point()
-        arr = ((x*255).round().clamp(0,255) if is_float else x).to(torch.uint8).permute(*range(x.ndim-3), -2, -1, -3)
-        res = torch.from_numpy(self.norm.transform(arr.cpu().numpy())).permute(*range(x.ndim-3), -1, -3, -2)
-        return TensorImage((res.float()/255 if is_float else res).to(x.device))
-    def encodes(self, x:np.ndarray): return self.norm.transform(x)
 
 # %% ../nbs/01_stain.ipynb #08-stain-032
 _rgb_from_hed = torch.tensor([[0.65,0.70,0.29],[0.07,0.99,0.11],[0.27,0.57,0.78]], dtype=torch.float64)

@@ -4,27 +4,19 @@
 
 # %% ../nbs/00a_synth.ipynb #00a-synth-002
 from __future__ import annotations
-import os, json, shutil, hashlib, tempfile
+import json, hashlib
 from pathlib import Path
 import numpy as np, pandas as pd, tifffile
 from PIL import Image
-from .core import HistoError, atomic_write, atomic_path, write_json, show_some
+from .core import HistoError, atomic_write, atomic_path, write_json, show_some, centre_box, HE_REF
 
 # %% auto #0
-__all__ = ['NEG', 'POS', 'DECOY', 'SYNTH_VERSION', 'H_REF', 'E_REF', 'centre_box', 'synth_patches', 'make_synth',
-           'make_synth_folder', 'make_synth_h5']
+__all__ = ['NEG', 'POS', 'DECOY', 'SYNTH_VERSION', 'synth_patches', 'make_synth', 'make_synth_folder', 'make_synth_h5']
 
 # %% ../nbs/00a_synth.ipynb #00a-synth-005
 NEG, POS, DECOY = 0, 1, 2  # the three kinds of patch; only POS has label 1
 SYNTH_VERSION = 1  # bump when the pictures change, so stale synthetic folders are not reused
-H_REF = np.array([0.5626, 0.7201, 0.4062], np.float32)  # haematoxylin OD direction (Macenko's reference)
-E_REF = np.array([0.2159, 0.8012, 0.5581], np.float32)  # eosin OD direction
-
-def centre_box(size:int=96 # patch side in pixels
-              )->tuple[int,int]:
-    "Rows (and columns) `lo:hi` of the centre square that decides the label: 32:64 for 96-px patches."
-    c = size//3 + (size - size//3) % 2  # same parity as `size`, so flips map the box onto itself
-    return (size-c)//2, (size+c)//2
+_H_REF, _E_REF = HE_REF.astype(np.float32)  # the stains' colour directions (`core.HE_REF`), jittered per patch
 
 # %% ../nbs/00a_synth.ipynb #00a-synth-008
 def _u(rng, lo, hi, shape): return rng.uniform(lo, hi, shape).astype(np.float32)
@@ -107,7 +99,7 @@ def _stains(rng, ref:np.ndarray, m:int, strength)->np.ndarray:
 
 def _to_rgb(rng, h_od:np.ndarray, e_od:np.ndarray)->np.ndarray:
     "Beer–Lambert: uint8 RGB (m,size,size,3) of light through haematoxylin `h_od` and eosin `e_od`."
-    m = len(h_od); H, E = _stains(rng, H_REF, m, (0.75, 1.25)), _stains(rng, E_REF, m, (0.7, 1.3))
+    m = len(h_od); H, E = _stains(rng, _H_REF, m, (0.75, 1.25)), _stains(rng, _E_REF, m, (0.7, 1.3))
     i0, noise = _u(rng, 228, 252, (m,1,1)), 2.5*rng.standard_normal(h_od.shape, dtype=np.float32)
     x = np.empty((*h_od.shape, 3), np.uint8)
     for c in range(3):
@@ -179,13 +171,7 @@ def _publish(out, params:dict, overwrite:bool, fill)->Path:
         raise HistoError(f"{out} already holds {what}; pass overwrite=True to replace it, or choose a new folder.")
     if names and not any(n in _dataset_names or n.endswith('.h5') for n in names):
         raise HistoError(f"{out} holds {show_some(names)}, which is not a dataset; refusing to delete it. Choose a new folder.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
-    try:
-        fill(tmp); write_json(params, tmp/'synth.json')
-        if out.exists(): shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    with atomic_path(out, is_dir=True) as tmp: fill(tmp); write_json(params, tmp/'synth.json')
     return out
 
 def _write_csv(df:pd.DataFrame, path:Path):

@@ -3,7 +3,7 @@
     python kaggle/build_upload.py kaggle/_upload [--extra NAME ...] [--id OWNER/SLUG]
 
 It holds the histo_lib wheel (built from this repo), wheels of any runtime dependency Kaggle's image lacks
-(`histo_lib.kaggle.kaggle_image_pkgs`) plus each `--extra`, and `dataset-metadata.json`. Then upload it with the
+(`histo_lib.release.kaggle_image_pkgs`) plus each `--extra`, and `dataset-metadata.json`. Then upload it with the
 printed `kaggle datasets create` (first time) or `kaggle datasets version` command.
 """
 import sys, argparse
@@ -12,7 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's histo_lib, installed or not
 from histo_lib.core import HistoError
-from histo_lib.kaggle import build_bundle, wheels_dataset
+from histo_lib.kaggle import wheels_dataset
+from histo_lib.release import build_bundle
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

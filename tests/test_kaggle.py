@@ -1,4 +1,4 @@
-"""The Kaggle kernel: its metadata, the wheel dataset, and the kernel script run end to end on a fake /kaggle tree.
+"""The Kaggle kernel: the wheel dataset built by `kaggle/build_upload.py`, and the kernel script run end to end on a fake /kaggle tree.
 
 The end-to-end tests run `kaggle/histo_kernel.py` in a fresh virtual environment that stands in for Kaggle's image: it
 sees torch, fastai and the other dependencies (the running interpreter's site-packages, without histo_lib), but not
@@ -9,20 +9,11 @@ import os, sys, json, site, shutil, subprocess, sysconfig
 from pathlib import Path
 import pandas as pd, pytest
 from histo_lib.synth import make_synth
-from histo_lib.infer import validate_submission
-from histo_lib.kaggle import check_kernel_metadata, competition_slug
+from histo_lib.submission import validate_submission
+from histo_lib.kaggle import competition_slug
 
 REPO = Path(__file__).resolve().parent.parent
 KAGGLE = REPO/'kaggle'
-
-def test_kernel_metadata():
-    meta = json.loads((KAGGLE/'kernel-metadata.json').read_text())
-    assert (meta['language'], meta['kernel_type']) == ('python', 'script')
-    assert meta['enable_internet'] is False and meta['enable_gpu'] is True and meta['is_private'] is True
-    assert meta['competition_sources'] == ['histopathologic-cancer-detection']
-    assert meta['dataset_sources'] == ['histo-lib/histo-lib-wheels']
-    assert (KAGGLE/meta['code_file']).is_file() and meta['code_file'] == 'histo_kernel.py'
-    assert check_kernel_metadata(KAGGLE/'kernel-metadata.json') == []
 
 # --- a fake Kaggle: competition data, the wheel dataset and an "image" without histo_lib
 
