@@ -6,7 +6,7 @@ from __future__ import annotations
 import os, platform, re, sys, time, tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).parent/'RESULTS.md'
+RESULTS = Path(os.environ.get('HISTO_BENCH_RESULTS') or Path(__file__).parent/'RESULTS.md')  # a scratch file for nested runs
 HEADER = "# Benchmark results\n\nEvery figure below was printed by the script named in its section, on the machine named there.\n" \
          "Re-run a section with its command; timings are never part of a pass/fail test.\n"
 

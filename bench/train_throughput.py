@@ -2,8 +2,8 @@
 
 Both paths start from the same in-memory uint8 NHWC array and do the same work per batch: gather + centre crop,
 uint8 -> float/255, one random dihedral view per image, per-channel normalisation, forward, BCE-with-logits, backward,
-Adam step. No colour jitter in either (fastai: `lighting=0`). The fastai side is `patch_dls` + `make_learner` +
-`fit_one_cycle` with progress bar and logging off and validation skipped; the plain side is a `for` loop with
+Adam step. No colour jitter in either (fastai: `lighting=0`). The fastai side is the library's own path: `array_dls`
+(the `histo_dblock` DataBlock, read by `HistoDL`) + `histo_learner` + `fit_one_cycle` with progress bar and logging off and validation skipped; the plain side is a `for` loop with
 `torch.optim.Adam`. Rounds are interleaved (fastai, plain, fastai, plain, ...) so machine load hits both alike.
 
     python bench/train_throughput.py                      # default grid
@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
-from _results import write_section, machine
+from _results import write_section
 from fastai.callback.core import Callback, CancelValidException
 from histo_lib.core import set_seed
-from histo_lib.data import patch_dls, center_crop, dihedral, load_items, decode_items
+from histo_lib.data import array_dls, center_crop, dihedral, load_items, decode_items
 from histo_lib.models import build_model
-from histo_lib.train import make_learner
+from histo_lib.train import histo_learner
 
 class _Timer(Callback):
     "Time training batches after `warm` warm-up batches; skip validation."
@@ -42,11 +42,12 @@ def pixels(n:int, seed:int=0):
     x, y = synth_patches(n, seed=seed)
     return x, y.astype(np.float32), 'synthetic'
 
-def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, plain_tensors, bf16=False, seed=0, mk=None):
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None):
     set_seed(seed)
-    dls = patch_dls(x, y, np.arange(len(x)), np.arange(bs), crop=crop, bs=bs, aug=True, lighting=0., seed=seed)
+    xv = np.concatenate([x, x[:bs]])  # `bs` validation items (validation is skipped)
+    dls = array_dls(xv, np.concatenate([y, y[:bs]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., seed=seed)
     set_seed(seed)
-    learn = make_learner(dls, arch, tempfile.mkdtemp(), channels_last=channels_last, plain_tensors=plain_tensors, bf16=bf16, model_kwargs=mk)
+    learn = histo_learner(dls, arch, model_kwargs=mk, channels_last=channels_last, bf16=bf16, path=tempfile.mkdtemp())
     tm = _Timer(warm)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=tm)
     t = tm.t[warm-1:]
@@ -57,7 +58,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
     xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
     mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
     std = torch.tensor(xs[:2000].reshape(-1,3).std(0)/255).view(1,3,1,1).float()
-    model = build_model(arch, crop, **(mk or {}))
+    model = build_model(arch, **(mk or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     lossf = torch.nn.BCEWithLogitsLoss()
@@ -80,7 +81,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
 
 def data_path(n_batches:int=30, bs:int=64, crop:int=64):
     "Images/s of the training batch path alone (gather, crop, float, dihedral, jitter, normalise) from three sources."
-    from histo_lib.data import read_patches, cache_key, cache_dir
+    from histo_lib.data import read_patches, channel_stats
     root = Path(__file__).parents[2]/'shared'/'data'/'pcam-sample'
     items = load_items(root, 'train'); mm, items = decode_items(items, progress=False)
     ram = np.asarray(mm[:n_batches*bs*2])
@@ -90,9 +91,9 @@ def data_path(n_batches:int=30, bs:int=64, crop:int=64):
         shape = ram.shape
         def __len__(self): return len(srcs)
         def __getitem__(self, i): return read_patches(srcs[i])
-    res = {}
+    res, stats = {}, channel_stats(ram)
     for name, x in (('in-RAM uint8 array', ram), ('decoded uint8 cache (memmap)', mm[:len(ram)]), ('JPEG decode per batch (no cache)', _Jpeg())):
-        dls = patch_dls(x, y, np.arange(len(ram)), np.arange(bs), crop=crop, bs=bs, seed=0)
+        dls = array_dls(x, y, np.arange(len(ram)-bs, len(ram)), crop=crop, bs=bs, seed=0, stats=stats)
         t = time.perf_counter(); k = 0
         for b in dls.train:
             k += 1
@@ -111,8 +112,8 @@ def main():
     ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
-    ap.add_argument('--variants', default='default,plain_tensors',
-                    help="comma-separated; each 'default' or a '+'-joined set of plain_tensors (fastai side only), channels_last, bf16")
+    ap.add_argument('--variants', default='default,channels_last+bf16',
+                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--small', action='store_true', help="the reference CNN at cpu-best's size: widths (16,32,64), dense 256")
     ap.add_argument('--data-path', action='store_true', help='only time the batch path (no model) from RAM, memmap cache and JPEGs')
@@ -131,12 +132,12 @@ def main():
         for crop in map(int, a.crops.split(',')):
             for var in a.variants.split(','):
               for th in threads:
-                flags = set(var.split('+')); cl, pt, bf = 'channels_last' in flags, 'plain_tensors' in flags, 'bf16' in flags
+                flags = set(var.split('+')); cl, bf = 'channels_last' in flags, 'bf16' in flags
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
                     mk = dict(widths=(16,32,64), dense=256) if a.small and arch=='reference' else None
-                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, pt, bf, seed=r, mk=mk))
+                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=mk))
                     pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=mk))
                 f, p = np.median(fa), np.median(pl)
                 rows.append((arch, crop, var, f, p, p/f-1, th))

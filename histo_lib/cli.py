@@ -7,11 +7,16 @@ from __future__ import annotations
 import sys, os, json, time, argparse, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HistoError, load_settings, write_json, show_some, set_threads
-from .train import train, run_params, _nearest
-
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
+from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample
+from .data import predict_items, labelled_items, read_patches
+from .models import load_artefact
+from .train import train, run_params, _nearest
+from .infer import predict
+from .submission import write_submission, validate_submission, check_submission
+from .evaluate import evaluate_preds
+
 
 # %% auto #0
 __all__ = ['infer_settings', 'commands', 'add_run_flags', 'build_parser', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
@@ -135,19 +140,11 @@ def cmd_train(a):
     print(f"Run folder: {Path(out).resolve()} (model.safetensors, model.json, history.csv, curves.png, checkpoints/)")
 
 # %% ../nbs/11_cli.ipynb #06-cli-009
-def _predict_items(data, split, layout):
-    from histo_lib.data import load_items, detect_layout, has_split
-    layout = detect_layout(data) if layout in (None,'auto') else layout
-    if layout=='folder' and not has_split(Path(data), split, layout):
-        raise HistoError(f"{data} has no '{split}' split to predict; name one with --split.")
-    return load_items(data, split, layout), layout
-
 def cmd_predict(a):
-    from histo_lib.infer import predict, write_submission, validate_submission
     s = _settings(a)
     *runs, data = a.paths
     if not runs: raise HistoError("predict needs at least one RUN_DIR before DATA.")
-    items, layout = _predict_items(data, a.split, s['layout'])
+    items = predict_items(data, a.split, s['layout'])
     sample = a.sample_submission or (Path(data)/'sample_submission.csv' if (Path(data)/'sample_submission.csv').exists() else None)
     set_threads(); t = time.time()
     probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend)
@@ -157,7 +154,6 @@ def cmd_predict(a):
     print(f"Wrote {a.out}: {len(items)} probabilities from {len(runs)} model(s), TTA {s['tta']} ({len(items)/(time.time()-t):.0f} images/s)")
 
 def cmd_check_submission(a):
-    from histo_lib.infer import check_submission
     problems = check_submission(a.submission, a.sample_submission)
     errors = [p for p in problems if not p.startswith('note:')]
     for p in problems: print(p)
@@ -165,26 +161,9 @@ def cmd_check_submission(a):
     print(f"{a.submission} is a valid submission.")
 
 # %% ../nbs/11_cli.ipynb #06-cli-010
-def _labelled_items(data, split, labels, layout):
-    from histo_lib.data import load_items, detect_layout, has_split, with_labels
-    layout = detect_layout(data) if layout in (None,'auto') else layout
-    data = Path(data)
-    if split is None:
-        split = ('valid' if has_split(data, 'valid', layout) else
-                 'test' if labels or (data/'test_labels.csv').exists() else 'train')
-        if split=='train': print(f"Note: evaluating on the training split of {data}; a model scores higher on data it saw.")
-    items = load_items(data, split, layout)
-    labels = labels or (data/'test_labels.csv' if split=='test' and (data/'test_labels.csv').exists() else None)
-    if labels: items = with_labels(items, labels)
-    if items['label'].isna().any(): raise HistoError(f"The {split} split of {data} is unlabelled; give its answers with --labels CSV.")
-    return items, split
-
 def cmd_evaluate(a):
-    from histo_lib.infer import predict
-    from histo_lib.data import read_patches
-    from histo_lib.evaluate import evaluate_preds, stratified_sample
     s = _settings(a)
-    items, split = _labelled_items(a.data, a.split, a.labels, s['layout'])
+    items, split = labelled_items(a.data, a.split, a.labels, s['layout'])
     if a.sample: items = items.iloc[stratified_sample(a.sample, items['label'].values, seed=int(s['seed']))].reset_index(drop=True)
     set_threads()
     probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), backend=a.backend)
@@ -196,17 +175,14 @@ def cmd_evaluate(a):
 
 def _error_imgs(items):
     "A reader for the few patches the error grid shows, so memory stays small on big sets."
-    from histo_lib.data import read_patches
     srcs = items['src'].values
     return lambda idx: read_patches(srcs[np.asarray(idx, dtype=int)])
 
 # %% ../nbs/11_cli.ipynb #06-cli-011
 def cmd_explain(a):
-    from histo_lib.models import load_artefact
-    from histo_lib.explain import explain_to_png
-    from histo_lib.data import read_patches
+    from histo_lib.explain import explain_to_png  # needs the optional grad-cam extra: imported only by this command
     s = _settings(a)
-    items, _ = (_labelled_items(a.data, a.split, None, s['layout']) if a.split!='test' else _predict_items(a.data, 'test', s['layout']))
+    items, _ = (labelled_items(a.data, a.split, None, s['layout']) if a.split!='test' else (predict_items(a.data, 'test', s['layout']), 'test'))
     idx = np.sort(np.random.default_rng(int(s['seed'])).choice(len(items), min(a.n, len(items)), replace=False))
     items = items.iloc[idx]
     model, cfg = load_artefact(a.run_dir)

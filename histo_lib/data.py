@@ -19,21 +19,20 @@ from fastai.data.load import fa_collate
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import RandTransform
 from fasttransform import Transform
-from .core import HistoError, show_some, atomic_write, atomic_path, write_json
+from .core import HistoError, show_some, atomic_write, atomic_path, write_json, patch_size
 from .stain import get_normalizer, normalize_batch, HEDJitter, StainNormalizer
 
 # %% auto #0
-__all__ = ['img_exts', 'patch_size', 'h5_fmt', 'tta_names', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels',
-           'check_unique', 'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir',
-           'cache_key', 'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
+__all__ = ['img_exts', 'h5_fmt', 'tta_names', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels', 'check_unique',
+           'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir', 'cache_key',
+           'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
            'read_groups', 'split_items', 'histo_splitter', 'center_crop', 'channel_stats', 'to_input', 'dihedral',
            'DihedralFlip', 'ColorJitter', 'tta_views', 'PatchCrop', 'PatchStore', 'PatchReader', 'HistoDL',
-           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'has_split', 'stain_normalise',
-           'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls', 'summarize']
+           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'has_split', 'predict_items', 'labelled_items',
+           'stain_normalise', 'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls', 'summarize']
 
 # %% ../nbs/02_data.ipynb #01-data-005
 img_exts = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
-patch_size = 96
 
 @functools.lru_cache(maxsize=16)
 def _h5(fn:str):
@@ -592,6 +591,32 @@ def has_split(path:Path, split:str, layout:str='auto')->bool:
     if layout=='kaggle': return split in ('train','test')
     if layout=='folder': return _class_dirs(path/split) or (split=='train' and _class_dirs(path)) or (split=='test' and bool(_img_files(path/'test')))
     return split=='test'
+
+# %% ../nbs/02_data.ipynb #02-data-policy
+def predict_items(data:str|Path, # a dataset folder in any layout
+                  split:str='test', # the split to predict
+                  layout:str='auto', # auto, kaggle, folder, h5 or images
+                 )->pd.DataFrame:
+    "The items `histo predict` scores: the `split` of the dataset at `data`, checked to exist."
+    layout = detect_layout(data) if layout in (None, 'auto') else layout
+    if layout=='folder' and not has_split(Path(data), split, layout): raise HistoError(f"{data} has no '{split}' split to predict; name one with --split.")
+    return load_items(data, split, layout)
+
+def labelled_items(data:str|Path, # a dataset folder in any layout
+                   split:str|None=None, # None: valid if present, else test with its labels CSV, else train
+                   labels:str|Path|None=None, # CSV id,label for an unlabelled split; None: DATA/test_labels.csv for test
+                   layout:str='auto', # auto, kaggle, folder, h5 or images
+                  )->tuple[pd.DataFrame, str]:
+    "`(items, split)`: the labelled items `histo evaluate` scores, and which split they are."
+    data = Path(data); layout = detect_layout(data) if layout in (None, 'auto') else layout
+    if split is None:
+        split = ('valid' if has_split(data, 'valid', layout) else 'test' if labels or (data/'test_labels.csv').exists() else 'train')
+        if split=='train': print(f"Note: evaluating on the training split of {data}; a model scores higher on data it saw.")
+    items = load_items(data, split, layout)
+    labels = labels or (data/'test_labels.csv' if split=='test' and (data/'test_labels.csv').exists() else None)
+    if labels: items = with_labels(items, labels)
+    if items['label'].isna().any(): raise HistoError(f"The {split} split of {data} is unlabelled; give its answers with --labels CSV.")
+    return items, split
 
 # %% ../nbs/02_data.ipynb #02-data-stainnorm
 def stain_normalise(x, # uint8 NHWC pixels (array, memmap or row view)

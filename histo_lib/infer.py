@@ -13,29 +13,19 @@ from torch import nn
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import store_attr
 from .core import HistoError, show_some, atomic_path, require
-from .stain import StainNormalizer, normalize_batch
-from .data import read_patches, to_input, dihedral, cache_dir
+from .stain import normalize_batch
+from .data import read_patches, to_input, cache_dir, tta_names, tta_views, stain_from_state
 from .models import load_artefact
 
 # %% auto #0
-__all__ = ['tta_names', 'tta_n_views', 'ensemble_methods', 'backends', 'tta_views', 'predict_batch', 'ensemble', 'onnx_available',
-           'export_onnx', 'OnnxModel', 'Predictor', 'predict']
+__all__ = ['tta_n_views', 'ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx',
+           'OnnxModel', 'Predictor', 'predict']
 
 # %% ../nbs/06_infer.ipynb #04-infer-005
-tta_names = ('none', 'flip', 'dihedral')
-tta_n_views = dict(none=1, flip=2, dihedral=8)
+tta_n_views = dict(none=1, flip=2, dihedral=8)  # the views are `histo_lib.data.tta_views`, shared with `HistoLearner.tta`
 
 def _check_tta(tta:str):
     if tta not in tta_names: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
-
-def tta_views(xb:torch.Tensor, # NCHW batch
-              tta:str='dihedral', # 'none', 'flip' or 'dihedral'
-             )->list:
-    "The views of `xb` that `tta` averages over: 1, 2 or 8 tensors shaped like `xb`."
-    _check_tta(tta)
-    if tta=='none': return [xb]
-    if tta=='flip': return [xb, xb.flip(-1)]
-    return [dihedral(xb, k) for k in range(8)]
 
 # %% ../nbs/06_infer.ipynb #04-infer-009
 def _device(model:nn.Module)->torch.device:
@@ -159,10 +149,8 @@ def _with_backend(model:nn.Module, cfg:dict, backend:str, device:torch.device):
 # %% ../nbs/06_infer.ipynb #04-infer-023
 def _stain_norm(cfg:dict, src:str='model'):
     "The fitted stain normaliser `cfg['stain_norm']` describes, or None."
-    st = cfg.get('stain_norm')
-    if not st: return None
-    if not isinstance(st, dict): raise HistoError(f"{src}: 'stain_norm' must be a normaliser state dict (from .state()), got {st!r}.")
-    return StainNormalizer.from_state(st)
+    try: return stain_from_state(cfg.get('stain_norm'))
+    except HistoError as e: raise HistoError(f"{src}: {e}") from None
 
 def _prep_key(cfg:dict)->tuple:
     "What makes two models' inputs the same: stain normaliser, crop, mean and std."

@@ -13,7 +13,7 @@ from .core import HistoError, show_some, write_json, atomic_write, stratified_sa
 
 # %% auto #0
 __all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'kernel_types', 'kaggle_paths', 'find_dir', 'find_competition',
-           'find_wheels', 'find_model', 'kernel_config', 'subset_items', 'phase', 'run_kernel']
+           'find_wheels', 'find_model', 'kernel_config', 'subset_items', 'phase', 'find_weights', 'run_kernel']
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-005
 def kaggle_paths(input_root:str|Path|None=None, # Kaggle's read-only inputs; None: $KAGGLE_INPUT or /kaggle/input
@@ -102,7 +102,7 @@ def _dirs_named(root:Path, name:str, max_depth:int):
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
 kernel_types = dict(mode=str, arch=str, epochs=int, crop=int, bs=int, lr=float, tta=str, seed=int, model_dir=str,
-                    max_train=int, infer_bs=int)
+                    max_train=int, infer_bs=int, weights=str, freeze_epochs=int)
 
 def kernel_config(defaults:dict, # the kernel's CONFIG block, keys as in `kernel_types` (any case)
                   env=None, # environment to read HISTO_<KEY> overrides from; None: os.environ
@@ -144,6 +144,15 @@ def _device_name()->str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)'
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-021
+def find_weights(root:str|Path, # Kaggle's input root
+                 name:str, # a path, or the file name of an attached checkpoint (e.g. 'pytorch_model.bin', 'model.safetensors')
+                )->str:
+    "The checkpoint `name` names: the path itself, else the shallowest file of that name under `root`."
+    if Path(name).is_file(): return str(name)
+    hits = sorted(Path(root).rglob(Path(name).name), key=lambda p: len(p.parts))
+    if not hits: raise HistoError(f"WEIGHTS={name!r}: no such file under {root}; attach the timm checkpoint as a Kaggle Model or dataset.")
+    return str(hits[0])
+
 def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict' with an attached model
                arch:str='reference', epochs:int=4, crop:int=64, bs:int=32, lr:float=2e-3, # training settings
                tta:str='dihedral', # test-time augmentation: 'none', 'flip' or 'dihedral'
@@ -151,6 +160,8 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
                model_dir:str|None=None, # MODE predict: the attached model dataset (None: search all inputs)
                max_train:int|None=None, # train on a stratified sample of this many items (tests, dry runs)
                infer_bs:int=256, # images predicted at a time
+               weights:str|None=None, # a timm checkpoint to start from: a path, or a file name found under the inputs (a Kaggle Models source)
+               freeze_epochs:int=0, # with weights: epochs with the body frozen before the main run
                input_root:str|Path|None=None, working:str|Path|None=None, # default: see `kaggle_paths`
               )->dict:
     "Train or load a model, predict the competition's test set and write a validated `submission.csv`; returns a summary."
@@ -178,7 +189,9 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
                 with atomic_write(data) as f: items.to_csv(f, index=False)
             n_train = len(load_items(data, 'train'))
             print(f"[histo] training {arch} at crop {crop} for {epochs} epochs on {n_train} items")
-            train(data, run, arch=arch, crop=crop, bs=bs, epochs=epochs, lr=lr, seed=seed)
+            wfn = find_weights(input_root, weights) if weights else None
+            if wfn: print(f"[histo] starting from {wfn}")
+            train(data, run, arch=arch, crop=crop, bs=bs, epochs=epochs, lr=lr, seed=seed, weights=wfn, freeze_epochs=freeze_epochs)
     elif mode=='predict':
         with phase('find model', timings): run = find_model(input_root, model_dir); print(f"[histo] model: {run}")
     else: raise HistoError(f"MODE must be 'train' or 'predict', not {mode!r}.")

@@ -23,7 +23,8 @@ from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
 from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some
-from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, patch_size
+from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state
+from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
 from .callbacks import *
 
@@ -247,10 +248,12 @@ def load_run(run_dir:str|Path, # a run folder holding model.json + model.safeten
             )->HistoLearner:
     "A ready `Learner` rebuilt from the pickle-free artefact: `learn.dls.test_dl(files)` then `get_preds` or `tta`."
     model, cfg = load_artefact(run_dir)
-    empty = pd.DataFrame(dict(id=[], src=[], label=[]))
-    store = PatchStore(norm=stain_from_state(cfg.get('stain_norm')))
-    dblock = histo_dblock(store, empty, lambda o: ([], []), histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False))
-    dls = dblock.dataloaders([], bs=bs, device=device or default_device())
+    # fastai sets a DataBlock up on its first item, so the rebuilt DataLoaders hold one blank placeholder patch;
+    # the items that matter come through `dls.test_dl`, read and (if the model was trained so) stain-normalised by the store
+    blank = pd.DataFrame(dict(id=['blank'], src=['mem:blank'], label=[0.]))
+    store = PatchStore(norm=stain_from_state(cfg.get('stain_norm'))).add(blank['src'], np.full((1, patch_size, patch_size, 3), 255, np.uint8))
+    dblock = histo_dblock(store, blank, lambda o: ([], [0]), histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False))
+    dls = dblock.dataloaders(blank['src'].tolist(), bs=bs, device=device or default_device())
     dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.stats, dls.crop = (cfg['mean'], cfg['std']), cfg['crop']
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(), metrics=[Accuracy(), RocAuc()], splitter=body_head, path=Path(run_dir))

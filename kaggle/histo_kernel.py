@@ -17,7 +17,7 @@ take about the same ~10 minutes. Every phase's wall time is printed and saved in
 """
 # ---- CONFIG: edit here (or set HISTO_<NAME> environment variables) ---------------------------------------------------
 MODE = 'train'          # 'train': fit on the competition data here; 'predict': use an attached trained model
-ARCH = 'reference'      # 'reference' (the small CNN) or a timm architecture name (no pretrained weights offline)
+ARCH = 'reference'      # 'reference' (the small CNN) or a timm architecture name (pretrained only through WEIGHTS)
 EPOCHS = 4
 CROP = 64               # centre crop the model sees (the label depends on the centre 32x32)
 BS = 32
@@ -26,6 +26,8 @@ TTA = 'dihedral'        # 'none', 'flip' or 'dihedral' (8 exact views)
 SEED = 42
 MODEL_DIR = None        # MODE 'predict': name of the attached model dataset (e.g. 'histo-lib-model'); None: search all
 MAX_TRAIN = None        # train on a stratified sample of this many images (quick dry runs); None: all
+WEIGHTS = None          # a timm checkpoint to start from (e.g. 'model.safetensors' of an attached Kaggle Model); None: from scratch
+FREEZE_EPOCHS = 0       # with WEIGHTS: epochs with the body frozen first (the body then trains at LR/10)
 # -----------------------------------------------------------------------------------------------------------------------
 import os, sys, time, fnmatch, importlib, itertools, subprocess
 from pathlib import Path
@@ -67,7 +69,7 @@ def main():
     print(f"[histo] histo_lib {histo_lib.__version__} imported from {histo_lib.__file__} ({time.time()-T0:.1f} s)", flush=True)
     from histo_lib.kaggle import kernel_config, run_kernel
     cfg = kernel_config(dict(MODE=MODE, ARCH=ARCH, EPOCHS=EPOCHS, CROP=CROP, BS=BS, LR=LR, TTA=TTA, SEED=SEED,
-                             MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN))
+                             MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN, WEIGHTS=WEIGHTS, FREEZE_EPOCHS=FREEZE_EPOCHS))
     print('[histo] config:', cfg, flush=True)
     res = run_kernel(**cfg, input_root=INPUT, working=WORKING)
     print(f"[histo] done in {time.time()-T0:.1f} s: {res['submission']}", flush=True)

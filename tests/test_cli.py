@@ -3,9 +3,10 @@ import json, subprocess, os
 import pandas as pd, pytest
 from conftest import histo_cmd
 
-def histo(*args, cwd=None, ok=True):
+def histo(*args, cwd=None, ok=True, env_umask=None):
     env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '2')}
-    r = subprocess.run(histo_cmd()+[str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    pre = (lambda: os.umask(env_umask)) if env_umask is not None else None
+    r = subprocess.run(histo_cmd()+[str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, preexec_fn=pre)
     if ok: assert r.returncode==0, f"histo {' '.join(map(str,args))} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 
@@ -100,3 +101,17 @@ def test_stain_norm_travels_with_the_model(run, tmp_path):
     assert cfg['stain_norm']['name']=='reinhard' and len(cfg['stain_norm']['means'])==3
     histo('predict', tmp_path/'sn', d/'data', '--out', tmp_path/'sn.csv', '--tta', 'none', '--backend', 'torch', cwd=d)
     assert pd.read_csv(tmp_path/'sn.csv').label.between(0,1).all()
+
+def test_one_parameter_source_from_any_folder(run, tmp_path):
+    "Issue 12's check, from a folder outside the checkout: a packaged recipe works, bad names and values fail first."
+    d, _ = run
+    r = histo('train', d/'data', '--out', tmp_path/'cb', '--recipe', 'cpu-best', '--epochs', 1, cwd=tmp_path, env_umask=0o022)
+    cfg = json.loads((tmp_path/'cb'/'model.json').read_text())
+    assert (cfg['crop'], cfg['train']['epochs'], cfg['train']['ema'], cfg['model_kwargs']['widths']) == (96, 1, 0.998, [16, 32, 64])
+    assert oct((tmp_path/'cb'/'model.json').stat().st_mode & 0o777) == '0o644'
+    r = histo('train', d/'data', '--out', tmp_path/'big', '--crop', 128, cwd=tmp_path, ok=False)
+    assert r.returncode==2 and 'crop = 128 is out of range' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'big').exists()
+    (tmp_path/'settings.ini').write_text("[DEFAULT]\nepoch = 3\n")
+    r = histo('train', d/'data', '--out', tmp_path/'typo', cwd=tmp_path, ok=False)
+    assert r.returncode==2 and "unknown setting 'epoch'. Did you mean 'epochs'?" in r.stderr and not (tmp_path/'typo').exists()

@@ -28,8 +28,8 @@ def test_folder_layout(tmp_path):
     assert D.detect_layout(root)=='folder'
     tr, va = D.load_items(root, 'train'), D.load_items(root, 'valid')
     assert (len(tr), tr.label.sum(), len(va)) == (12, 6, 12)
-    dls, tri, vai = D.get_dls(root, crop=32, bs=4)
-    assert (len(tri), len(vai)) == (12, 12)  # its own valid/ is the validation set
+    dls = D.histo_dls(root, crop=32, bs=4)
+    assert (len(dls.items['train']), len(dls.items['valid'])) == (12, 12)  # its own valid/ is the validation set
     xb, yb = dls.train.one_batch()
     assert xb.shape == (4,3,32,32) and yb.shape == (4,)
 
@@ -139,24 +139,26 @@ def test_stratified_split_seeded():
 def test_drop_outliers(kcopy):
     ids = _labels(kcopy).id
     tifffile.imwrite(kcopy/'train'/f'{ids[0]}.tif', np.full((96,96,3), 250, np.uint8))
-    _, tr_all, _ = D.get_dls(kcopy, crop=32, bs=4, valid_pct=0.25)
-    _, tr_kept, _ = D.get_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True)
+    tr_all = D.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25).items['train']
+    tr_kept = D.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True).items['train']
     assert len(tr_kept) == len(tr_all) - int(ids[0] in set(tr_all.id))
 
 # --- batches ---------------------------------------------------------------------------------------------------
-def test_valid_batches_match_inference_preprocessing():
-    x, y = synth_patches(20, seed=4)
-    dls = D.patch_dls(x, y, np.arange(12), np.arange(12,20), crop=48, bs=4, seed=0)
+def test_valid_batches_match_inference_preprocessing(tmp_path):
+    root = make_synth_folder(tmp_path/'f', n_per_class=6, seed=2)
+    dls = D.histo_dls(root, crop=48, bs=4)
     vx = torch.cat([b[0] for b in dls.valid])
-    torch.testing.assert_close(vx.as_subclass(torch.Tensor), D.to_input(x[12:], 48, *dls.stats), atol=1e-5, rtol=0)
+    x, _ = D.decode_items(dls.items['valid'], cache=False, progress=False)
+    torch.testing.assert_close(vx.as_subclass(torch.Tensor), D.to_input(x, 48, *dls.stats), atol=1e-5, rtol=0)
 
 def test_train_batches_are_dihedral_views():
-    x = np.random.default_rng(0).integers(0,255,(8,96,96,3), dtype=np.uint8); y = np.zeros(8)
-    dls = D.patch_dls(x, y, np.arange(8), np.arange(8), crop=32, bs=8, lighting=0, seed=0)
+    x = np.random.default_rng(0).integers(0,255,(16,96,96,3), dtype=np.uint8); y = np.arange(16)%2
+    dls = D.array_dls(x, y, np.arange(8,16), crop=32, bs=8, lighting=0)
     xb = dls.train.one_batch()[0].as_subclass(torch.Tensor)
-    base = D.to_input(x, 32, *dls.stats)
-    for img in xb:  # every training image is one of the 8 exact views of some input
-        assert any(torch.allclose(img, D.dihedral(b, k), atol=1e-5) for b in base for k in range(8))
+    base = D.to_input(x[:8], 32, *dls.stats)
+    views = [[k for b in base for k in range(8) if torch.allclose(img, D.dihedral(b, k), atol=1e-5)] for img in xb]
+    assert all(views)                                   # every training image is one of the 8 exact views of an input
+    assert len({v[0] for v in views}) > 1               # and not always the same view
 
 # --- the real sample -------------------------------------------------------------------------------------------
 def test_pcam_sample_items(pcam):

@@ -43,16 +43,14 @@ def test_notebooks_follow_the_house_style():
         src = [''.join(c['source']) for c in cells if c['cell_type']=='code']
         assert 'nbdev_export()' in src[-1] and src[-1].startswith('#| hide'), f"{nb.name} must end with a hidden nbdev_export cell"
 
-def test_recipes_parse_to_train_arguments():
-    "Every named section of settings.ini loads with typed values that `train` accepts, and cpu-best is the documented recipe."
-    import configparser, inspect
-    from histo_lib.core import load_settings
-    from histo_lib.train import train
-    params = set(inspect.signature(train).parameters)
-    cp = configparser.ConfigParser(); cp.read(ROOT/'settings.ini')
+def test_recipes_check_as_train_parameters():
+    "Every recipe (packaged settings.ini) passes train's parameter check, and cpu-best is the documented recipe."
+    import configparser
+    from histo_lib.core import load_settings, packaged_settings
+    from histo_lib.train import check_params
+    cp = configparser.ConfigParser(); cp.read(packaged_settings)
     for name in cp.sections():
-        load_settings(ROOT/'settings.ini', name)
-        extra = {k for k in cp[name] if k not in cp.defaults() and not k.startswith('model_')} - params
-        assert not extra, f"[{name}] sets {extra}, which train() does not take"
-    s = load_settings(ROOT/'settings.ini', 'cpu-best')
-    assert (s['crop'], s['bf16'], s['channels_last'], s['patience']) == (96, True, True, 0) and isinstance(s['ema'], float)
+        s = load_settings(packaged_settings, name)
+        p = check_params({k:v for k,v in s.items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
+    p = check_params({k:v for k,v in load_settings(packaged_settings, 'cpu-best').items() if k not in ('tta','infer_bs','settings_file','recipe')})
+    assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema']) == (96, True, True, 0, 0.998)
