@@ -252,7 +252,7 @@ def load_run(run_dir:str|Path, # a run folder holding model.json + model.safeten
     # the items that matter come through `dls.test_dl`, read and (if the model was trained so) stain-normalised by the store
     blank = pd.DataFrame(dict(id=['blank'], src=['mem:blank'], label=[0.]))
     store = PatchStore(norm=stain_from_state(cfg.get('stain_norm'))).add(blank['src'], np.full((1, patch_size, patch_size, 3), 255, np.uint8))
-    dblock = histo_dblock(store, blank, lambda o: ([], [0]), histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False))
+    dblock = histo_dblock(store, blank, lambda o: ([0], [0]), histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False))
     dls = dblock.dataloaders(blank['src'].tolist(), bs=bs, device=device or default_device())
     dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.stats, dls.crop = (cfg['mean'], cfg['std']), cfg['crop']
