@@ -28,8 +28,9 @@ __all__ = ['img_exts', 'h5_fmt', 'tta_names', 'read_patch', 'fix_patch', 'detect
            'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
            'read_groups', 'split_items', 'histo_splitter', 'center_crop', 'channel_stats', 'to_input', 'dihedral',
            'DihedralFlip', 'ColorJitter', 'tta_views', 'PatchCrop', 'PatchStore', 'PatchReader', 'HistoDL',
-           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'has_split', 'predict_items', 'labelled_items',
-           'stain_normalise', 'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls', 'summarize']
+           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'dls_of', 'has_split', 'predict_items',
+           'labelled_items', 'stain_normalise', 'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls',
+           'summarize']
 
 # %% ../nbs/02_data.ipynb #01-data-005
 img_exts = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -583,6 +584,21 @@ class HistoDataLoaders(DataLoaders):
         if isinstance(test_items, pd.DataFrame): test_items = test_items['src']
         return super().test_dl([str(o) for o in test_items], **kwargs)
 
+def dls_of(dblock:DataBlock, # from `histo_dblock`
+           items:pd.DataFrame, # its items (`src`, `label`), in DataBlock order
+           tr, va, # positions of the training and validation items
+           stats:tuple, crop:int, # how inputs are normalised and cropped: recorded for inference
+           stain_norm=None, # the fitted stain normaliser the pixels went through, if any
+           bs:int=64, # training batch size (validation: twice that)
+           **kwargs, # to `DataBlock.dataloaders`: device, num_workers
+          )->HistoDataLoaders:
+    "`dblock`'s `DataLoaders`, carrying what the artefact records: `dls.stats`, `dls.crop`, `dls.stain_norm`, `dls.items`."
+    dls = dblock.dataloaders(items['src'].astype(str).tolist(), bs=bs, val_bs=bs*2, drop_last=len(tr)>bs, **kwargs)
+    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
+    dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, stain_norm
+    dls.items = dict(train=items.iloc[tr].reset_index(drop=True), valid=items.iloc[va].reset_index(drop=True))
+    return dls
+
 # %% ../nbs/02_data.ipynb #01-data-046
 def has_split(path:Path, split:str, layout:str='auto')->bool:
     "Whether the dataset at `path` has the split `split`."
@@ -697,11 +713,7 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
     stats = stats or channel_stats(_Rows(x, tr))
     torch.manual_seed(seed)
     dblock = histo_dblock(store, all_items, lambda o: (tr, va), histo_tfms(stats, crop, shift, lighting, stain_aug))
-    dls = dblock.dataloaders(all_items['src'].astype(str).tolist(), bs=bs, val_bs=bs*2, num_workers=num_workers, device=device, drop_last=len(tr)>bs)
-    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
-    dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, norm
-    dls.items = dict(train=all_items.iloc[tr].reset_index(drop=True), valid=all_items.iloc[va].reset_index(drop=True))
-    return dls
+    return dls_of(dblock, all_items, tr, va, stats, crop, norm, bs, num_workers=num_workers, device=device)
 
 class _Rows:
     "Rows `idx` of an array, without copying it (a memmap stays on disk)."
@@ -729,11 +741,7 @@ def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
     stats = stats or channel_stats(_Rows(x, tr))
     torch.manual_seed(seed)
     dblock = histo_dblock(PatchStore().add(srcs, x), items, lambda o: (tr, va), histo_tfms(stats, crop, **kwargs))
-    dls = dblock.dataloaders(srcs, bs=bs, val_bs=bs*2, device=device, drop_last=len(tr)>bs)
-    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
-    dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, None
-    dls.items = dict(train=items.iloc[tr].reset_index(drop=True), valid=items.iloc[va].reset_index(drop=True))
-    return dls
+    return dls_of(dblock, items, tr, va, stats, crop, bs=bs, device=device)
 
 # %% ../nbs/02_data.ipynb #01-data-050
 def summarize(path:str|Path, layout:str='auto', cache=None, splits=('train','valid','test'))->dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #03-train-002
 from __future__ import annotations
-import json, time, inspect, difflib, typing, contextlib
+import json, time, inspect, difflib, typing, contextlib, ast
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -23,7 +23,7 @@ from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
 from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some
-from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state
+from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
 from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
 from .callbacks import *
@@ -215,8 +215,9 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
          )->Learner:
     "Train on the dataset at `data` and save the model artefact in `out`; every parameter is checked before anything is made."
     out, t0 = Path(out), time.time()
+    model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp})
-    p['model_kwargs'] = {**{k[6:]:_literal(v) for k,v in p.items() if k.startswith('model_') and k!='model_kwargs'}, **(params.get('model_kwargs') or {})}
+    p['model_kwargs'] = {**{k[6:]:_literal(v) for k,v in p.items() if k.startswith('model_') and k!='model_kwargs'}, **model_kwargs}
     if p['lr_mult'] is None: p['lr_mult'] = 10. if p['weights'] else 1.
     stats = pretrained_stats(p['arch']) if p['weights'] else None
     with deterministic(p['seed']):
@@ -236,8 +237,8 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
     return learn
 
 def _literal(v):
+    "A settings-file value such as '(16, 32, 64)' as the Python value it spells; other text as is."
     if not isinstance(v, str): return v
-    import ast
     try: return ast.literal_eval(v)
     except (ValueError, SyntaxError): return v
 
@@ -253,9 +254,7 @@ def load_run(run_dir:str|Path, # a run folder holding model.json + model.safeten
     blank = pd.DataFrame(dict(id=['blank'], src=['mem:blank'], label=[0.]))
     store = PatchStore(norm=stain_from_state(cfg.get('stain_norm'))).add(blank['src'], np.full((1, patch_size, patch_size, 3), 255, np.uint8))
     dblock = histo_dblock(store, blank, lambda o: ([0], [0]), histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False))
-    dls = dblock.dataloaders(blank['src'].tolist(), bs=bs, device=device or default_device())
-    dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
-    dls.stats, dls.crop = (cfg['mean'], cfg['std']), cfg['crop']
+    dls = dls_of(dblock, blank, [0], [0], (cfg['mean'], cfg['std']), cfg['crop'], store.norm, bs, device=device or default_device())
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(), metrics=[Accuracy(), RocAuc()], splitter=body_head, path=Path(run_dir))
     learn.arch, learn.model_kwargs, learn.cfg = cfg['arch'], cfg['model_kwargs'], cfg
     return learn

@@ -115,3 +115,17 @@ def test_one_parameter_source_from_any_folder(run, tmp_path):
     (tmp_path/'settings.ini').write_text("[DEFAULT]\nepoch = 3\n")
     r = histo('train', d/'data', '--out', tmp_path/'typo', cwd=tmp_path, ok=False)
     assert r.returncode==2 and "unknown setting 'epoch'. Did you mean 'epochs'?" in r.stderr and not (tmp_path/'typo').exists()
+
+def test_transfer_learning_from_a_local_timm_checkpoint(run, tmp_path):
+    "--weights: timm's loader reads a local ImageNet-style checkpoint (made here: nothing is downloaded), normalised with its stats."
+    import timm, torch
+    d, _ = run
+    torch.save({'state_dict': timm.create_model('resnet18', num_classes=1000).state_dict()}, tmp_path/'in1k.pth')
+    histo('train', d/'data', '--out', tmp_path/'tl', '--arch', 'resnet18', '--weights', tmp_path/'in1k.pth', '--freeze-epochs', 1,
+          '--epochs', 1, '--crop', 32, cwd=d)
+    cfg = json.loads((tmp_path/'tl'/'model.json').read_text())
+    assert cfg['mean']==[0.485, 0.456, 0.406] and cfg['train']['lr_mult']==10.0 and cfg['train']['freeze_epochs']==1
+    r = histo('train', d/'data', '--out', tmp_path/'tl2', '--arch', 'efficientnet_b0', '--weights', tmp_path/'in1k.pth', cwd=d, ok=False)
+    assert r.returncode==2 and 'in1k.pth do not fit efficientnet_b0' in r.stderr and 'Traceback' not in r.stderr
+    r = histo('train', d/'data', '--out', tmp_path/'tl3', '--weights', tmp_path/'none.pth', cwd=d, ok=False)
+    assert r.returncode==2 and 'none.pth not found' in r.stderr
