@@ -1,0 +1,179 @@
+"Whole-slide inference end to end: synthetic pyramidal TIFFs with a known tumour map, both readers, bad slides, reruns."
+from __future__ import annotations
+import json, os, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+import histo_lib.slide as hs
+from histo_lib.core import HistoError
+from histo_lib.slide import (Slide, SlideWarning, synth_slide, write_slide, predict_slides, split_runs, read_plan,
+                             tile_grid, read_tiles, find_slides)
+
+torch.set_num_threads(1)
+pytest.importorskip('openslide'); pytest.importorskip('tiffslide')
+Q = dict(tta='none', progress=False)
+
+def tumour_map(rows=12, cols=16):
+    "A tumour ellipse, scattered tumour cells, glass round the edge, in a channel and in a hole."
+    yy, xx = np.mgrid[:rows, :cols]
+    m = ((yy-5)**2/3**2 + (xx-5)**2/3.5**2 < 1).astype(int)
+    m[[rows-3, 2, rows-4], [cols-4, cols-3, 3]] = 1
+    m[:, 9] = -1; m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = -1
+    m[7:9, 11:13] = -1
+    return m
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    "A small reference CNN trained on the synthetic patch task (about 10 s on 2 cores)."
+    from histo_lib.synth import make_synth
+    from histo_lib.train import train
+    d = tmp_path_factory.mktemp('train')
+    train(make_synth(d/'data', n_train=1200, n_test=10, seed=1), d/'run', epochs=3, crop=64, bs=32,
+          model_kwargs=dict(widths=(16, 32, 64), dense=64), patience=None)
+    return d/'run'
+
+@pytest.fixture(scope='module')
+def slide(tmp_path_factory):
+    m = tumour_map()
+    return synth_slide(tmp_path_factory.mktemp('slides')/'case-01.tif', m, seed=5), m
+
+def check_outputs(out:Path, m:np.ndarray, cell:int=96):
+    "Tiles sit one-to-one on the mosaic's tissue cells, glass is skipped, and the probabilities follow the tumour map."
+    tiles = pd.read_csv(out/'tiles.csv')
+    assert list(tiles.columns[:5]) == ['x', 'y', 'w', 'h', 'prob']
+    assert (tiles.x % cell == 0).all() and (tiles.y % cell == 0).all() and (tiles.w == cell).all() and (tiles.h == cell).all()
+    got = list(zip((tiles.y//cell).tolist(), (tiles.x//cell).tolist()))
+    tissue = set(zip(*map(np.ndarray.tolist, np.nonzero(m >= 0))))
+    assert len(set(got)) == len(got) and set(got) <= tissue       # one tile per cell, never a glass cell ...
+    assert len(got) >= 0.98*len(tissue), (len(got), len(tissue))   # ... and (nearly) every tissue cell: the detector may
+    heat = np.load(out/'heatmap.npy')                              #     call an exceptionally pale synthetic patch glass
+    assert heat.shape == m.shape and (np.isnan(heat) == ~np.isin(np.arange(m.size), [r*m.shape[1]+c for r,c in got]).reshape(m.shape)).all()
+    np.testing.assert_allclose(heat[tiles.y//cell, tiles.x//cell], tiles.prob, rtol=1e-5)
+    seen = ~np.isnan(heat)
+    auc = roc_auc_score(m[seen] == 1, heat[seen])
+    assert auc >= 0.9, auc
+    info = json.loads((out/'slide.json').read_text())
+    assert (info['n_tissue'], info['n_glass'], info['n_grid']) == (len(got), m.size-len(got), m.size)
+    probs = tiles.prob.values
+    assert info['score']['max'] == pytest.approx(probs.max()) and info['score']['p99'] == pytest.approx(np.percentile(probs, 99))
+    assert info['n_tumour'] == (probs >= 0.5).sum()
+    return tiles, heat, info
+
+def test_synthetic_slide_openslide(run, slide, tmp_path):
+    fn, m = slide
+    res = predict_slides(run, [fn], tmp_path, **Q)
+    assert [r['status'] for r in res] == ['done'] and res[0]['reader'] == 'openslide'
+    out = tmp_path/'case-01'
+    assert sorted(p.name for p in out.iterdir()) == ['heatmap.npy', 'heatmap.png', 'mask.png', 'regions.geojson', 'slide.json', 'tiles.csv']
+    tiles, heat, info = check_outputs(out, m)
+    assert (info['level'], info['slide_mpp'], info['mpp_source'], info['read_mpp']) == (0, pytest.approx(0.972), 'metadata', pytest.approx(0.972))
+    assert info['models'] == [str(run)] and info['tta'] == 'none' and set(info['timings']) >= {'tissue_s', 'predict_s', 'total_s'}
+    # regions: QuPath annotations whose tiles are the thresholded, connected tumour tiles
+    g = json.loads((out/'regions.geojson').read_text())
+    assert g['type'] == 'FeatureCollection' and len(g['features']) == info['n_regions'] >= 1
+    pos = np.nan_to_num(heat, nan=0) >= 0.5
+    assert sum(f['properties']['n_tiles'] for f in g['features']) == pos.sum()
+    for f in g['features']:
+        p = f['properties']
+        assert p['objectType'] == 'annotation' and p['classification']['name'] == 'Tumor'
+        assert p['area_px'] == p['n_tiles']*96*96 and p['area_um2'] == pytest.approx(p['area_px']*0.972**2)
+        ext = np.asarray(f['geometry']['coordinates'][0], float)
+        assert (ext[0] == ext[-1]).all() and (ext % 96 == 0).all()
+    big = max(g['features'], key=lambda f: f['properties']['n_tiles'])
+    x0, y0 = np.asarray(big['geometry']['coordinates'][0]).min(0)//96
+    x1, y1 = np.asarray(big['geometry']['coordinates'][0]).max(0)//96
+    ell = np.argwhere(m[:, :9] == 1)
+    assert (y0, x0) <= tuple(ell.min(0)) and (y1, x1) >= tuple(ell.max(0) + 1) and x1 <= 9  # covers the ellipse, stops at glass
+    mask = np.asarray(Image.open(out/'mask.png'))
+    assert mask.shape == (m.shape[0]*96, m.shape[1]*96) and set(np.unique(mask)) == {0, 255}
+
+def test_synthetic_slide_tiffslide_and_fallback(run, slide, tmp_path, monkeypatch):
+    fn, m = slide
+    res = predict_slides(run, [fn], tmp_path/'a', reader='tiffslide', **Q)
+    assert res[0]['reader'] == 'tiffslide'
+    check_outputs(tmp_path/'a'/'case-01', m)
+    # where OpenSlide is absent, 'auto' falls back to tiffslide; where neither is, one line names the extra
+    real = hs._import_reader
+    monkeypatch.setattr(hs, '_import_reader', lambda n: None if n == 'openslide' else real(n))
+    assert predict_slides(run, [fn], tmp_path/'b', **Q)[0]['reader'] == 'tiffslide'
+    monkeypatch.setattr(hs, '_import_reader', lambda n: None)
+    with pytest.raises(HistoError, match=r"pip install 'histo_lib\[slide\]'"): predict_slides(run, [fn], tmp_path/'c', **Q)
+    with pytest.raises(HistoError, match=r"histo_lib\[slide\]"): Slide(fn)
+
+def test_resolution_from_mpp_and_overrides(run, tmp_path):
+    "A slide scanned at twice PCam's resolution is read at level 1; without MPP level 0 with a warning; --level and --mpp override."
+    m = tumour_map(10, 12); m[:, 9] = 0
+    fn = synth_slide(tmp_path/'fine.tif', m, seed=7, cell=192, mpp=0.972/2)
+    info = predict_slides(run, [fn], tmp_path/'o', **Q)[0]
+    assert (info['level'], info['tile_l0'], info['read_mpp']) == (1, 192, pytest.approx(0.972))
+    check_outputs(tmp_path/'o'/'fine', m, cell=192)
+    nompp = synth_slide(tmp_path/'nompp.tif', m, seed=7, cell=192, mpp=None)
+    with pytest.warns(SlideWarning, match='no MPP'): info = predict_slides(run, [nompp], tmp_path/'o', **Q)[0]
+    assert (info['level'], info['tile_l0'], info['slide_mpp'], info['resolution']) == (0, 96, None, 'level 0 (no MPP)')
+    info = predict_slides(run, [nompp], tmp_path/'l', level=1, **Q)[0]
+    assert (info['level'], info['tile_l0'], info['resolution']) == (1, 192, 'level')
+    check_outputs(tmp_path/'l'/'nompp', m, cell=192)
+    info = predict_slides(run, [nompp], tmp_path/'m', mpp=0.972/2, **Q)[0]
+    assert (info['level'], info['mpp_source'], info['slide_mpp']) == (1, 'given', pytest.approx(0.486))
+    with pytest.raises(HistoError, match='not both'): predict_slides(run, [nompp], tmp_path/'x', level=1, mpp=0.5, **Q)
+
+def test_bad_slides_one_line_each_and_others_run(run, slide, tmp_path, capsys):
+    fn, m = slide
+    d = tmp_path/'in'; d.mkdir()
+    (d/'notes.svs').write_text('this is not a slide\n')
+    good = synth_slide(d/'good.tif', np.ones((4, 5), int), seed=2)
+    data = good.read_bytes()
+    (d/'cut.tif').write_bytes(data[:len(data)*6//10])  # truncated: the tile data and the last levels are gone
+    res = predict_slides(run, [d, fn], tmp_path/'out', **Q)
+    assert [(Path(r['slide']).name, r['status']) for r in res] == [
+        ('cut.tif', 'failed'), ('good.tif', 'done'), ('notes.svs', 'failed'), ('case-01.tif', 'done')]
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 2, err
+    assert 'cut.tif' in err[0] and 'notes.svs' in err[1] and all(l.endswith('skipped.') for l in err)
+    assert not (tmp_path/'out'/'cut'/'slide.json').exists() and not (tmp_path/'out'/'notes'/'slide.json').exists()
+    check_outputs(tmp_path/'out'/'case-01', m)
+
+def test_rerun_skips_finished_unless_overwrite(run, slide, tmp_path, capsys):
+    fn, _ = slide
+    predict_slides(run, [fn], tmp_path, **Q)
+    sj = tmp_path/'case-01'/'slide.json'
+    first = sj.read_text(); os.utime(sj, (1, 1))
+    res = predict_slides(run, [fn], tmp_path, **Q)
+    assert res[0]['status'] == 'skipped' and sj.stat().st_mtime == 1 and sj.read_text() == first
+    assert 'already done' in capsys.readouterr().out
+    res = predict_slides(run, [fn], tmp_path, overwrite=True, **Q)
+    assert res[0]['status'] == 'done' and sj.stat().st_mtime > 1
+
+def test_paths_split_and_errors(run, slide, tmp_path):
+    fn, _ = slide
+    assert split_runs([str(run), str(fn)]) == ([str(run)], [str(fn)])
+    assert split_runs([run/'model.json', run, fn.parent]) == ([run/'model.json', run], [fn.parent])
+    with pytest.raises(HistoError, match='No model'): split_runs([fn])
+    with pytest.raises(HistoError, match='no such slide'): predict_slides(run, [tmp_path/'missing.svs'], tmp_path, **Q)
+    with pytest.raises(HistoError, match='holds no slides'): find_slides([tmp_path])
+    with pytest.raises(HistoError, match='smaller than'): predict_slides(run, [fn], tmp_path/'t', tile=32, **Q)
+
+def test_pcam_mosaic(pcam, tmp_path):
+    "Real H&E: PCam validation patches in a mosaic are read back exactly at their tiles, and the tissue detector finds them."
+    fns = sorted((pcam/'valid').glob('*/*.jpg'))
+    fns = [fns[i] for i in np.random.default_rng(0).choice(len(fns), 70, replace=False)]
+    px = np.stack([np.asarray(Image.open(f).convert('RGB')) for f in fns])
+    cells = np.full((10, 11), -1); cells[1:8, 1:10] = np.arange(63).reshape(7, 9); cells[3:5, 4:6] = -1
+    fn = write_slide(tmp_path/'pcam.tif', cells, px, compression='zlib', origin=(0, 0))
+    for reader in ('openslide', 'tiffslide'):
+        with Slide(fn, reader) as s:
+            plan = read_plan(s.downsamples, s.mpp)
+            xs, ys = tile_grid(*s.dims[0], plan)
+            r, c = np.nonzero(cells >= 0)
+            assert (read_tiles(s, plan, xs[c], ys[r]) == px[cells[r, c]]).all()
+    # a fixed model (no training): logit = mean darkness; only the tiling and the tissue mask matter here
+    from histo_lib.models import build_model
+    model = build_model('reference', 64, widths=(8,), dense=8).eval()
+    cfg = dict(arch='reference', crop=64, mean=[0.5]*3, std=[0.25]*3, model_kwargs=dict(widths=(8,), dense=8))
+    info = predict_slides([(model, cfg)], [fn], tmp_path/'out', backend='torch', **Q)[0]
+    tiles = pd.read_csv(tmp_path/'out'/'pcam'/'tiles.csv')
+    cell_of = cells[tiles.y//96, tiles.x//96]
+    assert (cell_of >= 0).all()                         # no glass cell predicted
+    assert len(tiles) >= 0.85*(cells >= 0).sum()        # real tissue found (a few PCam patches are nearly blank)
+    assert info['tissue']['saturation_threshold'] <= 0.1
