@@ -38,7 +38,7 @@ def rate(f, n, bs):
 
 def main(epochs=4, crop=64, n=512, frac=0.25):
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    model = build_model('reference', crop).to(dev); opt = torch.optim.Adam(model.parameters())
+    model = build_model('reference').to(dev); opt = torch.optim.Adam(model.parameters())
     f_train, f_inf = flops(model, crop, True), flops(model.eval(), crop, False)
     xb, yb = torch.randn(32, 3, crop, crop, device=dev), torch.rand(32, device=dev)
     def step():

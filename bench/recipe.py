@@ -142,7 +142,7 @@ CPU_REF = ('cli:cpu-best_e14_ema', 778)  # the cpu-best run measured on the 2-co
 def cpu_gflops()->float:
     "Training GFLOP/s that the 2-core machine sustained on the cpu-best recipe (FLOPs x images / measured wall time)."
     from histo_lib.models import build_model
-    return train_gflop(build_model('reference', 64, **SMALL), 64)*20000*14/CPU_REF[1]
+    return train_gflop(build_model('reference', **SMALL), 64)*20000*14/CPU_REF[1]
 
 def est_cpu_min(r, rate)->str:
     "FLOP-proportional estimate of the row's training wall time on the 2-core machine (measured there for cpu rows)."

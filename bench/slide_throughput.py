@@ -56,7 +56,7 @@ def child(a):
     run = Path(a.cache)/'run'
     if not (run/'model.json').exists():
         torch.manual_seed(0)
-        save_artefact(build_model('reference', 64), dict(arch='reference', crop=64, mean=[0.7, 0.55, 0.7], std=[0.15, 0.2, 0.15], model_kwargs={}), run)
+        save_artefact(build_model('reference'), dict(arch='reference', crop=64, mean=[0.7, 0.55, 0.7], std=[0.15, 0.2, 0.15], model_kwargs={}), run)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
     t = time.perf_counter()
     r = predict_slides(run, [a.slide], Path(a.cache)/'out', tta=a.tta, backend=a.backend, bs=a.bs, device=a.device,

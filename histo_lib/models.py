@@ -31,7 +31,6 @@ class RefCNN(nn.Module):
                  p:float=0.5, # dropout before the output layer
                  num_classes:int=1, # outputs (logits)
                  in_chans:int=3, # input channels
-                 **kwargs, # what timm's builder passes and a plain CNN does not use (e.g. pretrained_cfg)
                 ):
         super().__init__()
         widths = list(widths)
@@ -67,7 +66,7 @@ def timm_name(arch:str)->str:
                      f"Close timm names: {show_some(close) or 'none'}; `timm.list_models('*NAME*')` lists them all.")
 
 def build_model(arch:str='reference', # 'reference' (the reference CNN) or any timm architecture name
-                weights:str|Path|None=None, # a local .pth/.pt/.safetensors checkpoint to start from (timm's loader)
+                *, weights:str|Path|None=None, # a local .pth/.pt/.safetensors checkpoint to start from (timm's loader)
                 **kwargs # passed to `timm.create_model` (e.g. widths, dense for the reference CNN; drop_rate)
                )->nn.Module:
     "A model returning one logit per image (bs,1), built by timm's registry; nothing is downloaded."

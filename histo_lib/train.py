@@ -86,7 +86,7 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
                   cbs=None, # more callbacks
                  )->HistoLearner:
     "A fastai `Learner` with BCE on one logit, Adam, accuracy and ROC AUC, and a body/head split for `freeze` and discriminative LRs."
-    model = build_model(arch, weights, **(model_kwargs or {}))
+    model = build_model(arch, weights=weights, **(model_kwargs or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
                          splitter=body_head, path=Path(path), model_dir='checkpoints', cbs=listify(cbs)+([BF16()] if bf16 else []))
@@ -104,7 +104,7 @@ def fit_run(learn:Learner, # from `histo_learner`
             pct_start:float=0.25, # share of the one cycle spent warming up
             ema:float=0., # decay of an exponential moving average of the weights (e.g. 0.998; 0: off)
             freeze_epochs:int=0, # epochs with the body frozen before the main run (transfer learning)
-            lr_mult:float=1., # the body trains at lr/lr_mult (discriminative learning rates, e.g. 10 with pretrained weights)
+            lr_mult:float|None=None, # the body trains at lr/lr_mult (discriminative learning rates); None: 10 with pretrained weights, else 1
             cbs=None, # more callbacks
            )->Learner:
     "One-cycle training with best/last checkpoints, a CSV history and early stopping; loads the best weights at the end."
@@ -118,7 +118,7 @@ def fit_run(learn:Learner, # from `histo_learner`
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
     if ema: run_cbs.append(EMA(ema, resume=bool(start)))
-    learn.fit_one_cycle(epochs-start, slice(lr/lr_mult, lr) if lr_mult!=1 else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+listify(cbs))
+    learn.fit_one_cycle(epochs-start, slice(lr/lr_mult, lr) if lr_mult not in (None, 1) else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+listify(cbs))
     return learn
 
 # %% ../nbs/05_train.ipynb #05-train-params

@@ -115,26 +115,6 @@ def test_cache_is_used_and_keyed(kcopy, tmp_path, monkeypatch):
     np.testing.assert_array_equal(x1, x2)
     assert D.cache_key(items.src) != D.cache_key(items.src[:-1])          # another file list, another cache
 
-# --- outliers, duplicates, splits ------------------------------------------------------------------------------
-def test_outliers_and_duplicates():
-    x, _ = synth_patches(4, seed=0)
-    x = np.concatenate([x, np.full((1,96,96,3), 250, np.uint8), np.zeros((1,96,96,3), np.uint8), x[:1]])
-    fl = D.outlier_flags(x)
-    assert list(fl.blank) == [False]*4+[True, False, False] and list(fl.dark) == [False]*5+[True, False]
-    assert D.duplicate_groups(x, list('abcdefg')) == [['a','g']]
-
-def test_grouped_split_keeps_slides_apart(tmp_path):
-    df = pd.DataFrame(dict(id=[f'p{i}' for i in range(60)], label=[0.,1.]*30))
-    pd.DataFrame(dict(id=df.id, slide=[f's{i%7}' for i in range(60)])).to_csv(tmp_path/'g.csv', index=False)
-    tr, va = D.split_items(df, 0.3, seed=0, groups=tmp_path/'g.csv')
-    g = pd.read_csv(tmp_path/'g.csv').slide.values
-    assert set(g[tr]).isdisjoint(g[va]) and len(tr)+len(va)==60
-
-def test_stratified_split_seeded():
-    df = pd.DataFrame(dict(id=[f'p{i}' for i in range(100)], label=[0.]*70+[1.]*30))
-    tr, va = D.split_items(df, 0.2, seed=5)
-    assert len(va)==20 and df.label.values[va].sum()==6
-    assert (D.split_items(df, 0.2, seed=5)[1]==va).all() and not (D.split_items(df, 0.2, seed=6)[1]==va).all()
 
 def test_drop_outliers(kcopy):
     ids = _labels(kcopy).id
@@ -143,22 +123,6 @@ def test_drop_outliers(kcopy):
     tr_kept = D.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True).items['train']
     assert len(tr_kept) == len(tr_all) - int(ids[0] in set(tr_all.id))
 
-# --- batches ---------------------------------------------------------------------------------------------------
-def test_valid_batches_match_inference_preprocessing(tmp_path):
-    root = make_synth_folder(tmp_path/'f', n_per_class=6, seed=2)
-    dls = D.histo_dls(root, crop=48, bs=4)
-    vx = torch.cat([b[0] for b in dls.valid])
-    x, _ = D.decode_items(dls.items['valid'], cache=False, progress=False)
-    torch.testing.assert_close(vx.as_subclass(torch.Tensor), D.to_input(x, 48, *dls.stats), atol=1e-5, rtol=0)
-
-def test_train_batches_are_dihedral_views():
-    x = np.random.default_rng(0).integers(0,255,(16,96,96,3), dtype=np.uint8); y = np.arange(16)%2
-    dls = D.array_dls(x, y, np.arange(8,16), crop=32, bs=8, lighting=0)
-    xb = dls.train.one_batch()[0].as_subclass(torch.Tensor)
-    base = D.to_input(x[:8], 32, *dls.stats)
-    views = [[k for b in base for k in range(8) if torch.allclose(img, D.dihedral(b, k), atol=1e-5)] for img in xb]
-    assert all(views)                                   # every training image is one of the 8 exact views of an input
-    assert len({v[0] for v in views}) > 1               # and not always the same view
 
 # --- the real sample -------------------------------------------------------------------------------------------
 def test_pcam_sample_items(pcam):

@@ -74,7 +74,6 @@ def test_build_upload(kaggle):
         'title': 'histo-lib-wheels', 'id': 'histo-lib/histo-lib-wheels', 'licenses': [{'name': 'apache-2.0'}]}
     assert f"kaggle datasets create -p {out}" in kaggle['build_out']
 
-@pytest.mark.slow
 def test_kernel_end_to_end(kaggle):
     r, work = first_run(kaggle)
     assert '--no-index --find-links' in r.stdout, r.stdout[-2000:]  # it had to install histo_lib itself
@@ -89,7 +88,6 @@ def test_kernel_end_to_end(kaggle):
     assert sub['label'].between(0, 1).all() and not sub['label'].isin([0, 1]).all() and sub['label'].nunique() > 10
     assert not (kaggle['root']/'train1-cwd').exists() or not any((kaggle['root']/'train1-cwd').iterdir())  # writes only to WORKING
 
-@pytest.mark.slow
 def test_kernel_same_seed_same_submission(kaggle):
     _, work1 = first_run(kaggle)
     r, work2 = run_kernel(kaggle, 'train2')
@@ -98,7 +96,6 @@ def test_kernel_same_seed_same_submission(kaggle):
     _, work3 = run_kernel(kaggle, 'train3', HISTO_SEED='6')
     assert (work3/'submission.csv').read_bytes() != (work1/'submission.csv').read_bytes()  # the seed matters
 
-@pytest.mark.slow
 def test_kernel_predict_mode(kaggle):
     _, work1 = first_run(kaggle)
     shutil.copytree(work1/'run', kaggle['inp']/'histo-lib-model', ignore=shutil.ignore_patterns('checkpoints'))

@@ -30,7 +30,7 @@ def run(tmp_path_factory):
     from histo_lib.train import train
     d = tmp_path_factory.mktemp('train')
     train(make_synth(d/'data', n_train=1200, n_test=10, seed=1), d/'run', epochs=3, crop=64, bs=32,
-          model_kwargs=dict(widths=(16, 32, 64), dense=64), patience=None)
+          model_kwargs=dict(widths=(16, 32, 64), dense=64), patience=0)
     return d/'run'
 
 @pytest.fixture(scope='module')
@@ -169,7 +169,7 @@ def test_pcam_mosaic(pcam, tmp_path):
             assert (read_tiles(s, plan, xs[c], ys[r]) == px[cells[r, c]]).all()
     # a fixed model (no training): logit = mean darkness; only the tiling and the tissue mask matter here
     from histo_lib.models import build_model
-    model = build_model('reference', 64, widths=(8,), dense=8).eval()
+    model = build_model('reference', widths=(8,), dense=8).eval()
     cfg = dict(arch='reference', crop=64, mean=[0.5]*3, std=[0.25]*3, model_kwargs=dict(widths=(8,), dense=8))
     info = predict_slides([(model, cfg)], [fn], tmp_path/'out', backend='torch', **Q)[0]
     tiles = pd.read_csv(tmp_path/'out'/'pcam'/'tiles.csv')
