@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
 from _results import write_section
 from sklearn.metrics import roc_auc_score
-from histo_lib.core import load_settings, set_threads
+from histo_lib.core import load_settings, set_threads, packaged_settings
 from histo_lib.data import load_items, decode_items
-from histo_lib.train import train
+from histo_lib.train import train, run_params
 from histo_lib.infer import predict
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -105,7 +105,7 @@ def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     kw = dict(kw); out = RUNS/name
     data = ROOT if n_train>=20000 else subsample(n_train)
     t = time.time()
-    learn = train(data, out, valid=ROOT, patience=None, **kw)
+    learn = train(data, out, **{'patience': 0, **kw, 'valid': str(ROOT)})
     secs = time.time()-t
     aucs = {}
     for tta in ('none', 'dihedral'):
@@ -115,7 +115,7 @@ def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), valid_auc=round(aucs['none'], 4),
                tta_auc=round(aucs['dihedral'], 4), epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
                params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(),
-               train_gflop=round(train_gflop(learn.model, kw['crop']), 4))
+               train_gflop=round(train_gflop(learn.model, learn.dls.crop), 4))
     print(json.dumps(row), flush=True)
     return row
 
@@ -170,13 +170,8 @@ def main():
     set_threads(a.threads)
     todo = {n: VARIANTS[n] for n in a.variants}
     if a.settings:
-        s = load_settings(Path(__file__).parents[1]/'settings.ini', a.settings)
-        keys = ('arch','crop','bs','epochs','lr','label_smoothing','lighting','ema','wd','pct_start','seed','stain_norm','stain_aug',
-                'shift','bf16','channels_last')
-        kw = {k: s[k] for k in keys if k in s and s[k] not in (None, '')}  # load_settings has already typed them
-        mk = {k[6:]:v for k,v in s.items() if k.startswith('model_')}
-        if mk: kw['model_kwargs'] = mk
-        todo[f'settings:{a.settings}'] = kw
+        s = load_settings(packaged_settings, a.settings)  # the recipe exactly as `histo train --recipe` runs it
+        todo[f'settings:{a.settings}'] = {k:v for k,v in s.items() if k in run_params() or k.startswith('model_')}
     xv, yv = valid_pixels()
     fn = ROWS  # every variant ever run: the table is rebuilt from it
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
