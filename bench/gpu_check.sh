@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The GPU checks, as run on a lent GPU machine (one short call): the Kaggle kernel end to end on the DataBlock path,
+# whole-slide tiles/s on the GPU, and the data-parallel wrapper's overhead on one GPU. Each figure goes to
+# $HISTO_BENCH_RESULTS (default: bench/RESULTS.md) with the machine and command; the caller copies the sections over.
+# Packages the GPU image lacks (fastai and friends, openslide) come as wheels in .whl/ (see bench/README or the run notes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HISTO_BENCH_RESULTS=${HISTO_BENCH_RESULTS:-$PWD/bench/RESULTS.md}
+if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1; export PYTHONPATH=/tmp/site:$PWD; else export PYTHONPATH=$PWD; fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch, fastai, timm, histo_lib.all; print('torch', torch.__version__, 'fastai', fastai.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+echo "== 1. Kaggle kernel end to end (DataBlock path), 20k train + 5k test synthetic .tif"
+timeout ${T1:-240} python3 bench/kaggle_projection.py --kernel --n-train 20000 --n-test 5000 --work /tmp/kp
+echo "== 2. whole-slide inference on the GPU"
+timeout ${T2:-150} python3 bench/slide_throughput.py --device cuda --threads 8
+if [ -f bench/ddp_gpu.sh ]; then echo "== 3. data-parallel wrapper on one GPU"; timeout ${T3:-150} bash bench/ddp_gpu.sh; fi
