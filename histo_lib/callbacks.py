@@ -11,35 +11,56 @@ from fastcore.basics import store_attr
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
-from fastai.callback.progress import CSVLogger
-from .core import HistoError, write_json
+from fastai.callback.progress import CSVLogger, ProgressCallback
+from .core import HistoError, write_json, atomic_path, progress_mode
 
 # %% auto #0
-__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16', 'EMA']
+__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16', 'EMA',
+           'ProgressLog']
 
 # %% ../nbs/04_callbacks.ipynb #03-train-008
+def _atomic_save(learn:Learner, fn:Path, with_opt:bool=True)->Path:
+    "`learn.save` to `fn` (a .pth) under a temporary name, renamed when complete: a kill mid-write leaves the earlier file."
+    with atomic_path(fn) as tmp: learn.save(tmp.with_suffix(''), with_opt=with_opt)  # learn.save adds the .pth back
+    return fn
+
 class ResumeCheckpoint(Callback):
-    "After each epoch save weights, optimiser, epoch, tracker bests and random states to `checkpoints/last.*`."
+    "After each epoch save weights, optimiser, epoch, tracker bests, random states and callback states (EMA) as one checkpoint in `checkpoints/`."
     order = SaveModelCallback.order+1
     def __init__(self, fname:str='last'): self.fname = fname
     def after_epoch(self):
-        self.learn.save(self.fname, with_opt=True)
+        d, e = self.path/self.model_dir, self.epoch+getattr(self.learn, 'epoch_offset', 0)
+        weights, state = f'{self.fname}.{e}.pth', f'{self.fname}_state.{e}.pth'  # this epoch's files, named in the .json last
+        _atomic_save(self.learn, d/weights)
         rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=self.dls.train.rng.getstate())
-        torch.save(rng, self.path/self.model_dir/f'{self.fname}_rng.pth')
+        cbs = {type(cb).__name__: cb.checkpoint_state() for cb in self.learn.cbs if hasattr(cb, 'checkpoint_state')}
+        with atomic_path(d/state) as tmp: torch.save(dict(rng=rng, cbs=cbs), tmp)
         bests = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if hasattr(cb, 'best') and getattr(cb,'best',None) is not None}
-        write_json(dict(epoch=self.epoch+getattr(self.learn, 'epoch_offset', 0), bests=bests, waits={type(cb).__name__: getattr(cb,'wait',0) for cb in self.learn.cbs if hasattr(cb,'wait')}),
-                   self.path/self.model_dir/f'{self.fname}.json')
+        write_json(dict(epoch=e, weights=weights, state=state, bests=bests,
+                        waits={type(cb).__name__: getattr(cb,'wait',0) for cb in self.learn.cbs if hasattr(cb,'wait')}),
+                   d/f'{self.fname}.json')
+        for p in d.glob(f'{self.fname}*.pth'):  # the previous epoch's files, once the .json names the new ones
+            if p.name not in (weights, state): p.unlink(missing_ok=True)
 
 def restore_checkpoint(learn:Learner, fname:str='last')->int:
-    "Load `checkpoints/last.*` into `learn`; returns the epoch to start from."
+    "Load the checkpoint `checkpoints/last.json` names into `learn`; returns the epoch to start from."
     d = learn.path/learn.model_dir
     if not (d/f'{fname}.json').exists(): raise HistoError(f"Nothing to resume in {learn.path}: no {learn.model_dir}/{fname}.json. Start without --resume.")
-    state = json.loads((d/f'{fname}.json').read_text())
-    learn.load(fname, with_opt=True)
-    rng = torch.load(d/f'{fname}_rng.pth', weights_only=False)
+    try: state = json.loads((d/f'{fname}.json').read_text())
+    except ValueError as e: raise HistoError(f"{d/fname}.json is not valid JSON ({e}); start again without --resume.") from None
+    weights, st = d/state.get('weights', f'{fname}.pth'), d/state.get('state', f'{fname}_rng.pth')
+    missing = [p.name for p in (weights, st) if not p.is_file()]
+    if missing: raise HistoError(f"The checkpoint in {d} is incomplete (missing {', '.join(missing)}); start again without --resume.")
+    learn.load(weights.with_suffix(''), with_opt=True)
+    saved = torch.load(st, weights_only=False)
+    rng = saved.get('rng', saved)
     torch.set_rng_state(rng['torch']); random.setstate(rng['python']); np.random.set_state(rng['numpy']); learn.dls.train.rng.setstate(rng['dl'])
-    learn._resume_state = state
+    learn._resume_state, learn._resume_cbs = state, saved.get('cbs', {})
     return state['epoch']+1
+
+class AtomicSaveModel(SaveModelCallback):
+    "fastai's `SaveModelCallback` (keeps the best epoch's weights), writing them atomically."
+    def _save(self, name): self.last_saved_path = _atomic_save(self.learn, self.path/self.model_dir/f'{name}.pth', self.with_opt)
 
 class HistoryLog(CSVLogger):
     "fastai's `CSVLogger`, which on resume keeps the rows of finished epochs and writes no second header."
@@ -98,16 +119,14 @@ class EMA(Callback):
     "Keep an exponential moving average of the weights; validate, checkpoint and finish with it."
     order = 55  # before SaveModelCallback (60) and ResumeCheckpoint reach after_epoch
     def __init__(self, decay:float=0.999, # per-step decay of the average
-                 resume:bool=False, # restore raw and shadow weights from `checkpoints/ema_last.pth`
-                 fname:str='ema_last'): store_attr()
-    @property
-    def _fn(self): return self.learn.path/self.learn.model_dir/f'{self.fname}.pth'
+                 resume:bool=False, # restore raw and shadow weights from the checkpoint `restore_checkpoint` loaded
+                ): store_attr()
     def before_fit(self):
         sd = self.learn.model.state_dict()
         self.live, self.raw, self.t = list(sd.values()), None, 0
         self.shadow = [v.detach().clone() for v in self.live]
-        if self.resume and self._fn.exists():
-            st = torch.load(self._fn, weights_only=True)
+        st = getattr(self.learn, '_resume_cbs', {}).get('EMA') if self.resume else None
+        if st is not None:
             for d,s in zip(self.shadow, st['shadow']): d.copy_(s)
             for d,s in zip(self.live, st['raw']): d.copy_(s)
             self.t = int(st['t'])
@@ -124,8 +143,27 @@ class EMA(Callback):
     def before_validate(self):
         if self.raw is None: self.raw = [v.detach().clone() for v in self.live]
         self._copy(self.live, self.shadow)
-    def after_epoch(self):
-        torch.save(dict(shadow=self.shadow, raw=self.raw if self.raw is not None else self.live, t=self.t), self._fn)
+    def checkpoint_state(self)->dict:
+        "Shadow and raw weights and the step count, which `ResumeCheckpoint` saves with each epoch's checkpoint."
+        return dict(shadow=self.shadow, raw=self.raw if self.raw is not None else self.live, t=self.t)
     def _copy(self, dst, src):
         with torch.no_grad():
             for d,s in zip(dst, src): d.copy_(s)
+
+# %% ../nbs/04_callbacks.ipynb #04-cb-prog
+from fastcore.basics import noop
+
+class ProgressLog(Callback):
+    "Unless `progress_mode()` is 'bar', fastai's bars give way to one line per epoch ('line') or to nothing ('none')."
+    order = -20
+    def after_create(self):
+        self.mode = progress_mode()
+        if self.mode=='bar': return
+        if hasattr(self.learn, 'progress'): self.learn.remove_cb(ProgressCallback)
+        self.learn.logger = self._line if self.mode=='line' else noop
+    def _line(self, log):
+        "One line: `epoch 2/4: train_loss 0.4123, valid_loss 0.3901, accuracy 0.8300, roc_auc 0.9012, time 00:41`."
+        names = self.learn.recorder.metric_names
+        total = getattr(self.learn, 'n_epoch', 0) + getattr(self.learn, 'epoch_offset', 0)
+        figs = ', '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n,v in zip(names[1:], list(log)[1:]))
+        print(f"epoch {log[0]+1}/{total}: {figs}", flush=True)

@@ -4,12 +4,12 @@
 
 # %% ../nbs/11_cli.ipynb #06-cli-002
 from __future__ import annotations
-import sys, os, json, time, argparse, warnings
+import sys, os, json, time, argparse, warnings, signal, threading
 from pathlib import Path
 import numpy as np, pandas as pd
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
-from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample
+from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample, check_writable, set_progress
 from .data import predict_items, labelled_items, read_patches
 from .models import load_artefact
 from .train import train, run_params, _nearest
@@ -33,6 +33,12 @@ def _add_tta(p):
     p.add_argument('--tta', default=None, choices=['none','flip','dihedral'], help='test-time augmentation (default: settings tta)')
     p.add_argument('--backend', default='auto', choices=['auto','torch','onnx'],
                    help='inference engine: auto = ONNX Runtime on CPU when installed, else PyTorch (default: auto)')
+
+def _add_progress(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--progress', dest='progress', action='store_const', const='bar', default=None,
+                   help="fastai's progress bars even when stdout is not a terminal (default: bars in a terminal, one line per epoch or phase otherwise)")
+    g.add_argument('--quiet', dest='progress', action='store_const', const='none', help='no per-epoch or per-phase progress lines')
 
 def add_run_flags(p:argparse.ArgumentParser):
     "A flag for each run parameter (`run_params`): its doc is the help; values are checked by `train`."
@@ -58,13 +64,14 @@ def build_parser()->argparse.ArgumentParser:
     p = sub.add_parser('info', help='dataset summary: layout, sizes, class balance, outliers, duplicates')
     p.add_argument('data'); _add_data_args(p)
     p.add_argument('--json', action='store_true', help='print the summary as JSON')
+    p.add_argument('--report', default=None, help='CSV to write listing every unusable or converted image (default: none)')
 
     p = sub.add_parser('train', help='train a model and save its artefact in RUN_DIR')
     p.add_argument('data', nargs='?', default=None, help='dataset folder (Kaggle, ImageFolder or PCam HDF5; default: settings data)')
     p.add_argument('--out', default=None, help='run folder: model.safetensors, model.json, history.csv, curves.png, checkpoints/ (default: settings out)')
     p.add_argument('--settings', default=None, help="settings.ini to read defaults from (default: ./settings.ini or a parent's, over the packaged one)")
     p.add_argument('--recipe', default=None, help='a named recipe (packaged, e.g. cpu-best, or a section of your settings.ini)')
-    add_run_flags(p)
+    add_run_flags(p); _add_progress(p)
 
     p = sub.add_parser('predict', help='write submission.csv (probabilities) for a test set')
     p.add_argument('paths', nargs='+', metavar='RUN_DIR [RUN_DIR ...] DATA', help='one or more run folders (an ensemble), then the data')
@@ -74,7 +81,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--split', default='test', help='split of DATA to predict (default: test)')
     p.add_argument('--sample-submission', default=None, help='sample submission fixing ids and order (default: DATA/sample_submission.csv)')
     p.add_argument('--bs', type=int, default=None, help='images per batch (default: settings infer_bs)')
-    _add_data_args(p)
+    _add_data_args(p); _add_progress(p)
 
     p = sub.add_parser('slide', help='whole-slide inference: heat map, tumour regions (GeoJSON) and slide score per slide')
     p.add_argument('paths', nargs='+', metavar='RUN_DIR [RUN_DIR ...] SLIDE [SLIDE ...]',
@@ -102,7 +109,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--labels', default=None, help='CSV id,label for an unlabelled split (default: DATA/test_labels.csv for test)')
     p.add_argument('--sample', type=int, default=None, help='evaluate a stratified, seeded sample of N items')
     p.add_argument('--seed', type=int, default=None); p.add_argument('--threshold', type=float, default=0.5)
-    p.add_argument('--bs', type=int, default=None); _add_tta(p); _add_data_args(p)
+    p.add_argument('--bs', type=int, default=None); _add_tta(p); _add_data_args(p); _add_progress(p)
 
     p = sub.add_parser('check-submission', help='validate a submission CSV and name every problem')
     p.add_argument('submission'); p.add_argument('--sample-submission', default=None)
@@ -140,14 +147,24 @@ def cmd_synth(a):
 
 def cmd_info(a):
     from histo_lib.data import summarize
-    s = summarize(a.data, layout=a.layout or 'auto')
-    if a.json: print(json.dumps(s, indent=2)); return
+    if a.report: check_writable(a.report)
+    s = summarize(a.data, layout=a.layout or 'auto', report=a.report)
+    bad = {k:d for k,d in s['splits'].items() if d['unusable']}
+    if a.json: print(json.dumps(s, indent=2))
+    else: _print_info(s)
+    if bad:  # histo info drops nothing, but a set that `histo train` would refuse is not a clean bill: exit 2, one line
+        raise HistoError('; '.join(f"{k}: {d['unusable']} of {d['n']} images are unusable ({d['unusable_examples']})" for k,d in bad.items())
+                         + ". Nothing was dropped; `histo train` stops on them (--skip-bad drops them)" + (f"; all listed in {a.report}" if a.report else '') + '.')
+
+def _print_info(s:dict):
     print(f"{s['path']}: {s['layout']} layout")
     for split, d in s['splits'].items():
         bal = f"{d['n_pos']} tumour / {d['n_neg']} normal ({d['n_pos']/max(1,d['n_pos']+d['n_neg']):.1%} positive)" if d['n_unlabelled']<d['n'] else 'unlabelled'
         print(f"  {split:6s} {d['n']:7d} patches, {bal}; unusable {d['unusable']}, blank {d['blank']}, dark {d['dark']}, "
               f"duplicates {d['duplicate_items']} in {d['duplicate_groups']} groups")
         for g in d['duplicate_examples']: print(f"         identical: {show_some(g, 4)}")
+        if d['unusable']: print(f"         unusable (counted above, not dropped): {d['unusable_examples']}")
+    if s.get('report'): print(f"Report: {s['report']}")
 
 # %% ../nbs/11_cli.ipynb #06-cli-008
 def cmd_train(a):
@@ -164,6 +181,7 @@ def cmd_predict(a):
     s = _settings(a)
     *runs, data = a.paths
     if not runs: raise HistoError("predict needs at least one RUN_DIR before DATA.")
+    check_writable(a.out)
     items = predict_items(data, a.split, s['layout'])
     sample = a.sample_submission or (Path(data)/'sample_submission.csv' if (Path(data)/'sample_submission.csv').exists() else None)
     set_threads(); t = time.time()
@@ -199,6 +217,7 @@ def cmd_slide(a):
 # %% ../nbs/11_cli.ipynb #06-cli-010
 def cmd_evaluate(a):
     s = _settings(a)
+    check_writable(a.out, is_dir=True)
     items, split = labelled_items(a.data, a.split, a.labels, s['layout'])
     if a.sample: items = items.iloc[stratified_sample(a.sample, items['label'].values, seed=int(s['seed']))].reset_index(drop=True)
     set_threads()
@@ -218,6 +237,7 @@ def _error_imgs(items):
 def cmd_explain(a):
     from histo_lib.explain import explain_to_png  # needs the optional grad-cam extra: imported only by this command
     s = _settings(a)
+    check_writable(a.out)
     items, _ = (labelled_items(a.data, a.split, None, s['layout']) if a.split!='test' else (predict_items(a.data, 'test', s['layout']), 'test'))
     idx = np.sort(np.random.default_rng(int(s['seed'])).choice(len(items), min(a.n, len(items)), replace=False))
     items = items.iloc[idx]
@@ -232,11 +252,26 @@ commands = dict(synth=cmd_synth, info=cmd_info, train=cmd_train, predict=cmd_pre
 
 def main(argv:list|None=None # arguments (default: sys.argv[1:])
         )->int:
-    "Run `histo`; user errors print one line and exit with status 2."
+    "Run `histo`; user errors print one line and exit with status 2; Ctrl-C and SIGTERM stop cleanly with one line."
     a = build_parser().parse_args(argv)
-    try: commands[a.cmd](a)
-    except HistoError as e:
-        print(f"histo {a.cmd}: error: {e}", file=sys.stderr); sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"histo {a.cmd}: interrupted", file=sys.stderr); sys.exit(130)
+    def _term(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)  # a kill stops like Ctrl-C: atomic writes undo
+    old = signal.signal(signal.SIGTERM, _term) if threading.current_thread() is threading.main_thread() else None
+    try:
+        set_progress(getattr(a, 'progress', None))
+        commands[a.cmd](a)
+    except HistoError as e: _fail(a.cmd, f"error: {e}", 2)
+    except KeyboardInterrupt as e:
+        how = f"{e.args[0]} received" if e.args else 'interrupted'
+        hint = f"; the last finished epoch is saved: add --resume to continue" if a.cmd=='train' else ''
+        _fail(a.cmd, f"{how}{hint}", 143 if e.args else 130)
+    except OSError as e:  # a file that cannot be read or written, outside the library's own checks: still one line
+        _fail(a.cmd, f"error: {e.strerror or e}: {e.filename or ''}", 2, e)
+    except Exception as e:  # a bug: one line by default, the traceback with HISTO_DEBUG=1
+        _fail(a.cmd, f"internal error: {type(e).__name__}: {e} (HISTO_DEBUG=1 shows the traceback; please report it)", 1, e)
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
     return 0
+
+def _fail(cmd:str, msg:str, code:int, exc=None):
+    if exc is not None and os.environ.get('HISTO_DEBUG'): raise exc
+    print(f"histo {cmd}: {' '.join(str(msg).split())}", file=sys.stderr); sys.exit(code)

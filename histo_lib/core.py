@@ -11,8 +11,9 @@ import numpy as np
 from fastcore.xtras import Config
 
 # %% auto #0
-__all__ = ['packaged_settings', 'patch_size', 'centre_size', 'HE_REF', 'HistoError', 'show_some', 'load_settings', 'set_seed',
-           'atomic_path', 'atomic_write', 'write_json', 'centre_box', 'stratified_sample', 'require', 'set_threads']
+__all__ = ['packaged_settings', 'patch_size', 'centre_size', 'HE_REF', 'progress_modes', 'HistoError', 'show_some',
+           'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable', 'write_json', 'centre_box',
+           'stratified_sample', 'require', 'set_threads', 'set_progress', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -63,7 +64,10 @@ def set_seed(seed:int, # the one seed for python, numpy and torch
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #00-core-016
-import shutil
+import shutil, errno
+
+# errors that say the place cannot take the file (not a bug): the user gets one line naming the file
+_write_errnos = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 
 def _fresh_temp(path:Path, # the file or folder the temporary one will replace
                 is_dir:bool=False, # make a folder rather than a file
@@ -82,15 +86,18 @@ def atomic_path(path:str|Path, # the file (or folder) to (re)place
                 is_dir:bool=False, # yield a folder to fill, which replaces the folder `path` and all it holds
                ):
     "Yield a temp path beside `path` to write; it replaces `path` only if the block succeeds, else it is removed."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_temp(path, is_dir)
+    path = Path(path)
+    try: path.parent.mkdir(parents=True, exist_ok=True); tmp = _fresh_temp(path, is_dir)
+    except OSError as e: raise HistoError(f"Cannot write {path}: {e.strerror or e} ({e.filename or path.parent}).") from None
     try:
         yield tmp
         if is_dir and path.is_dir(): shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if is_dir: shutil.rmtree(tmp, ignore_errors=True)
         else: tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _write_errnos:  # a full disk, a read-only or forbidden place: one line
+            raise HistoError(f"Cannot write {path}: {e.strerror}; {'the earlier ' + path.name + ' is unchanged' if path.exists() else 'nothing was written'}.") from e
         raise
 
 @contextlib.contextmanager
@@ -100,6 +107,19 @@ def atomic_write(path:str|Path, # the file to (re)place
                 ):
     "`atomic_path` opened as a file: `path` is replaced only if the block succeeds."
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f: yield f
+
+def check_writable(path:str|Path, # a file (or folder) that a command will write later
+                   is_dir:bool=False, # `path` is a folder to write into
+                  )->Path:
+    "Raise a one-line `HistoError` now, before any work, unless `path` could be written; nothing is created."
+    path = Path(path).absolute()
+    if path.exists() and path.is_dir()!=is_dir: raise HistoError(f"Cannot write {path}: it is a {'file' if is_dir else 'folder'}.")
+    d = path if is_dir else path.parent
+    while not d.exists() and d!=d.parent: d = d.parent  # the nearest folder that exists: the folders below it will be made
+    if not d.is_dir(): raise HistoError(f"Cannot write {path}: {d} is a file, not a folder.")
+    try: _fresh_temp(d/'.histo-probe').unlink()
+    except OSError as e: raise HistoError(f"Cannot write {path}: {d} is not writable ({e.strerror}).") from None
+    return path
 
 def write_json(obj, # anything `json.dump` can write (other objects as their `str`)
                path:str|Path, # the file to (re)place
@@ -161,3 +181,25 @@ def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else 
     n = n or int(os.environ.get('HISTO_THREADS') or os.environ.get('OMP_NUM_THREADS') or 0) or cores
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+# %% ../nbs/00_core.ipynb #00-core-023
+import sys
+progress_modes = ('auto', 'bar', 'line', 'none')
+_progress = None
+
+def set_progress(mode:str|None=None # 'auto', 'bar', 'line' or 'none'; None: $HISTO_PROGRESS, else 'auto'
+                )->str:
+    "Choose how progress is shown from now on; returns the mode in force."
+    global _progress
+    if mode is not None and mode not in progress_modes: raise HistoError(f"Unknown progress mode '{mode}': use one of {', '.join(progress_modes)}.")
+    _progress = mode
+    return progress_mode()
+
+def progress_mode()->str:
+    "'bar', 'line' or 'none': the mode set, else `$HISTO_PROGRESS`, else bars for a terminal or a notebook and lines for anything else."
+    m = _progress or os.environ.get('HISTO_PROGRESS') or 'auto'
+    if m not in progress_modes: raise HistoError(f"HISTO_PROGRESS={m!r}: use one of {', '.join(progress_modes)}.")
+    if m!='auto': return m
+    try: interactive = sys.stdout.isatty()
+    except (AttributeError, ValueError): interactive = False
+    return 'bar' if interactive or 'ipykernel' in sys.modules else 'line'

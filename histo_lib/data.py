@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #01-data-002
 from __future__ import annotations
-import os, re, hashlib, json, functools
+import os, re, hashlib, json, functools, contextlib, time
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -19,7 +19,7 @@ from fastai.data.load import fa_collate
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import RandTransform
 from fasttransform import Transform
-from .core import HistoError, show_some, atomic_write, atomic_path, write_json, patch_size
+from .core import HistoError, show_some, atomic_write, atomic_path, write_json, patch_size, progress_mode
 from .stain import get_normalizer, normalize_batch, HEDJitter, StainNormalizer
 
 # %% auto #0
@@ -153,6 +153,11 @@ def items_kaggle(root:Path, split:str='train')->pd.DataFrame:
     return df[['id','src','label']].reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #01-data-012
+def _others(d:Path)->str:
+    "What a folder without readable images holds instead, for the message."
+    other = sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+    return f" (it holds {len(other)} other files, such as {show_some(other, 3)}: formats histo_lib cannot read)" if other else ''
+
 def items_folder(root:Path, split:str|None='train')->pd.DataFrame:
     "Items of an ImageFolder tree: `root/<split>/{0,1}/*` or `root/{0,1}/*`; a folder without 0/ and 1/ is unlabelled."
     root = Path(root)
@@ -161,13 +166,13 @@ def items_folder(root:Path, split:str|None='train')->pd.DataFrame:
         if split and split!='test' and d==root and not _class_dirs(root):
             raise HistoError(f"{root} has no '{split}' folder with 0/ and 1/ inside; splits there: {show_some(p.name for p in root.iterdir() if p.is_dir()) or 'none'}.")
         files = _img_files(d)
-        if not files: raise HistoError(f"{d} is empty: no {', '.join(img_exts)} images.")
+        if not files: raise HistoError(f"{d} is empty: no {', '.join(img_exts)} images{_others(d)}.")
         df = pd.DataFrame(dict(id=[p.stem for p in files], src=[str(p) for p in files], label=np.nan))
     else:
         parts = []
         for lbl in (0,1):
             files = _img_files(d/str(lbl))
-            if not files: raise HistoError(f"{d/str(lbl)} is empty: each class folder needs images.")
+            if not files: raise HistoError(f"{d/str(lbl)} is empty: no {'/'.join(img_exts)} images{_others(d/str(lbl))}; each class folder needs images.")
             parts.append(pd.DataFrame(dict(id=[p.stem for p in files], src=[str(p) for p in files], label=float(lbl))))
         df = pd.concat(parts, ignore_index=True)
     check_unique(df, str(d))
@@ -189,7 +194,9 @@ def items_h5(root:Path, split:str='train')->pd.DataFrame:
     if tuple(shape[1:])!=(patch_size,patch_size,3): raise HistoError(f"{fx}: x has shape {shape}, expected (N,96,96,3).")
     label = np.full(n, np.nan)
     if fy.exists():
-        with h5py.File(fy, 'r') as f: y = np.asarray(f['y']).reshape(-1)
+        try:
+            with h5py.File(fy, 'r') as f: y = np.asarray(f['y']).reshape(-1)
+        except Exception as e: raise HistoError(f"Cannot read {fy} as PCam HDF5 labels (needs a dataset 'y' of N 0/1 values): {e}") from None
         if len(y)!=n: raise HistoError(f"{fy} has {len(y)} labels but {fx.name} has {n} patches.")
         label = y.astype(float)
     stem = f'pcam_{split}_'
@@ -206,7 +213,8 @@ def load_items(path:str|Path, # a dataset folder (or an items CSV with id,src[,l
     path = Path(path)
     layout = detect_layout(path) if layout=='auto' else layout
     if layout=='csv':
-        df = pd.read_csv(path, dtype={'id':str})
+        try: df = pd.read_csv(path, dtype={'id':str})
+        except Exception as e: raise HistoError(f"Cannot read {path} as an items CSV (id,src[,label]): {type(e).__name__}: {str(e)[:200]}") from None
         if not {'id','src'} <= set(df.columns): raise HistoError(f"{path} must have the columns id,src[,label].")
         if 'label' not in df.columns: df['label'] = np.nan
         check_unique(df, path.name)
@@ -281,55 +289,82 @@ class BadItems:
     @property
     def notes(self): return [r for r in self.rows if r[2].startswith('note: ')]
 
-def _bad_msg(bad, n):
+def _bad_what(bad)->str:
+    "The reasons of `bad` rows, each with a count and the first few file names."
     reasons = {}
     for _,s,r in bad: reasons.setdefault(r.split(' (')[0], []).append(f'{Path(s.split("#")[0]).name}{"#"+s.split("#")[1] if "#" in s else ""}')
-    what = '; '.join(f"{len(v)} {k}: {show_some(v, 3)}" for k,v in reasons.items())
-    return f"{len(bad)} of {n} images are unusable ({what}). Fix or remove them, or pass skip_bad (--skip-bad) to drop them with a report."
+    return '; '.join(f"{len(v)} {k}: {show_some(v, 3)}" for k,v in reasons.items())
+
+def _bad_msg(bad, n):
+    return f"{len(bad)} of {n} images are unusable ({_bad_what(bad)}). Fix or remove them, or pass skip_bad (--skip-bad) to drop them."
 
 # %% ../nbs/02_data.ipynb #01-data-024
 def decode_items(df:pd.DataFrame, # items table
-                 skip_bad:bool=False, # drop unusable items (with a report) instead of raising
-                 report:str|Path|None=None, # CSV listing dropped and converted items; None: beside the cache
+                 skip_bad:bool=False, # drop unusable items instead of raising
+                 report:str|Path|None=None, # CSV listing dropped and converted items; None: none written
                  cache:str|Path|None=None, # cache folder (see `cache_dir`); False: no cache
                  bs:int=2048, # items decoded per step
                  progress:bool=True,
                 )->tuple[np.ndarray, pd.DataFrame]:
     "`(pixels, items)`: uint8 (N,96,96,3) pixels (a read-only memmap when cached) and the items they belong to."
     if len(df)==0: raise HistoError("The items table is empty: nothing to decode.")
-    srcs = df['src'].astype(str).tolist()
-    key = cache_key(srcs)
-    cdir = None if cache is False else cache_dir(cache)
-    if cdir is not None and (cdir/f'{key}.npy').exists() and (cdir/f'{key}.json').exists():
-        meta = json.loads((cdir/f'{key}.json').read_text())
-        return _apply_bad(np.load(cdir/f'{key}.npy', mmap_mode='r'), df, meta['bad'], meta['notes'], skip_bad, report, cdir)
-    bad = BadItems()
+    arr, bad, notes = _decode_cached(df['src'].astype(str).tolist(), cache, bs, progress)
+    return _apply_bad(arr, df, bad, notes, skip_bad, report)
+
+@contextlib.contextmanager
+def _lock(fn:Path):
+    "An exclusive lock on the file `fn` while the block runs: processes building the same cache take turns."
+    try: import fcntl
+    except ImportError: yield; return  # no flock (Windows): the atomic renames still keep every reader safe
+    with open(fn, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+def _cached(cdir:Path, key:str, n:int):
+    "`(pixels, meta)` of a complete cache for `key` holding `n` patches, else None."
+    npy, meta = cdir/f'{key}.npy', cdir/f'{key}.json'
+    if not (npy.exists() and meta.exists()): return None
+    try: m, arr = json.loads(meta.read_text()), np.load(npy, mmap_mode='r')
+    except (OSError, ValueError): return None
+    return (arr, m) if m.get('n')==n and arr.shape==(n,patch_size,patch_size,3) else None
+
+def _decode_cached(srcs:list, cache, bs:int, progress:bool)->tuple:
+    "`(pixels, bad, notes)` of `srcs`, from the cache when it holds them, else decoded (into the cache unless `cache` is False)."
+    bad, cdir = BadItems(), None if cache is False else cache_dir(cache)
     if cdir is not None:
-        cdir.mkdir(parents=True, exist_ok=True)
+        key = cache_key(srcs)
+        if (hit := _cached(cdir, key, len(srcs))): return hit[0], hit[1]['bad'], hit[1]['notes']
+        try: cdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e: print(f"Note: cannot use the cache folder {cdir} ({e.strerror}); decoding in memory."); cdir = None
+    if cdir is None:
+        arr = np.empty((len(srcs),patch_size,patch_size,3), np.uint8); _decode_into(arr, srcs, bad, bs, progress)
+        return arr, bad.bad, bad.notes
+    with _lock(cdir/f'{key}.lock'):
+        if (hit := _cached(cdir, key, len(srcs))): return hit[0], hit[1]['bad'], hit[1]['notes']  # built while we waited
         with atomic_path(cdir/f'{key}.npy') as tmp:
             arr = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(srcs),patch_size,patch_size,3))
             _decode_into(arr, srcs, bad, bs, progress); arr.flush(); del arr
-        write_json(dict(n=len(srcs), bad=bad.bad, notes=bad.notes), cdir/f'{key}.json')
-        arr = np.load(cdir/f'{key}.npy', mmap_mode='r')
-    else:
-        arr = np.empty((len(srcs),patch_size,patch_size,3), np.uint8); _decode_into(arr, srcs, bad, bs, progress)
-    return _apply_bad(arr, df, bad.bad, bad.notes, skip_bad, report, cdir)
+            # the meta first, inside the .npy's atomic unit: a .npy in place always has its meta beside it
+            write_json(dict(n=len(srcs), bad=bad.bad, notes=bad.notes), cdir/f'{key}.json')
+        return np.load(cdir/f'{key}.npy', mmap_mode='r'), bad.bad, bad.notes
 
 def _decode_into(arr, srcs, bad, bs, progress):
-    steps = range(0, len(srcs), bs)
-    for s in (progress_bar(steps, leave=False) if progress and len(srcs)>bs else steps):
+    steps, t = range(0, len(srcs), bs), time.time()
+    mode = progress_mode() if progress and len(srcs)>bs else 'none'
+    for s in (progress_bar(steps, leave=False) if mode=='bar' else steps):
         sub = BadItems()
         arr[s:s+bs] = read_patches(srcs[s:s+bs], on_bad=sub)
         bad.rows += [(i+s, src, r) for i,src,r in sub.rows]
+    if mode=='line': print(f"Decoded {len(srcs)} images in {time.time()-t:.0f} s.", flush=True)
 
-def _apply_bad(arr, df, bad, notes, skip_bad, report, cdir):
+def _apply_bad(arr, df, bad, notes, skip_bad, report):
     if notes: print(f"Converted {len(notes)} images: {show_some([f'{Path(s).name} ({r[6:]})' for _,s,r in notes], 3)}.")
     if bad and not skip_bad: raise HistoError(_bad_msg(bad, len(df)))
-    if bad or (notes and report):
-        rep = Path(report) if report else (cdir or Path('.'))/'dropped_items.csv'
+    if report and (bad or notes):
         rows = pd.DataFrame([(df['id'].iloc[i], s, r) for i,s,r in bad+notes], columns=['id','src','reason'])
-        with atomic_write(rep) as f: rows.to_csv(f, index=False)
-        print(f"Dropped {len(bad)} unusable items, converted {len(notes)}; report: {rep}")
+        with atomic_write(report) as f: rows.to_csv(f, index=False)
+    if bad: print(f"Dropped {len(bad)} of {len(df)} images ({_bad_what(bad)})" + (f"; list: {report}" if report else '') + '.')
     if not bad: return arr, df.reset_index(drop=True)
     keep = np.setdiff1d(np.arange(len(df)), [i for i,_,_ in bad])
     return np.asarray(arr[keep]), df.iloc[keep].reset_index(drop=True)
@@ -663,6 +698,11 @@ def _labelled(items:pd.DataFrame, where:str)->pd.DataFrame:
     if items['label'].isna().any(): raise HistoError(f"{where} has unlabelled training items: {show_some(items.loc[items.label.isna(),'id'])}.")
     return items
 
+def _two_classes(labels, what:str):
+    "Raise unless `labels` hold both classes: one class trains nothing, and its ROC AUC (which picks the best epoch) is undefined."
+    y = np.asarray(labels, dtype=float); n1 = int((y==1).sum()); n0 = len(y)-n1
+    if not (n0 and n1): raise HistoError(f"{what} holds one class only ({n1} tumour, {n0} normal): training needs both, and ROC AUC is undefined without them. Fix the labels or the split.")
+
 def _valid_items(path:Path, valid, layout:str):
     "The validation items a dataset names: `valid` (a folder or items CSV), else the layout's own valid split, else None."
     if valid is None and layout in ('folder','h5') and has_split(path, 'valid', layout): valid = path
@@ -678,7 +718,8 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
               valid_pct:float=0.2, # share held out by the seeded split when there is no validation set
               groups:str|None=None, # CSV mapping id -> slide for a grouped split (no slide on both sides)
               layout:str='auto', # auto, kaggle, folder, h5 or images
-              skip_bad:bool=False, # drop unreadable or malformed images (with a report) instead of stopping
+              skip_bad:bool=False, # drop images that cannot be decoded or used (corrupt, truncated, wrong size) instead of stopping
+              report:Path|None=None, # CSV of the images `skip_bad` dropped (the validation set's in a `_valid` twin); None: none written
               drop_outliers:bool=False, # drop blank and dark patches from training
               cache:str|None=None, # folder for the decoded-patch cache; None: $HISTO_CACHE or ~/.cache/histo_lib
               lighting:float=0.1, # strength of the colour jitter (0: off)
@@ -694,14 +735,20 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
     layout = detect_layout(path) if layout=='auto' else layout
     PatchCrop(crop, shift)  # checks crop and shift before any decoding
     items = _labelled(load_items(path, 'train', layout), str(path))
-    x, items = decode_items(items, skip_bad=skip_bad, cache=cache)
+    _two_classes(items['label'], f"The training data of {path}")  # before decoding: fail in a second, not after an hour
     vitems = _valid_items(path, valid, layout)
+    if vitems is not None: _two_classes(vitems['label'], f"The validation set {valid or path/'valid'}")
+    x, items = decode_items(items, skip_bad=skip_bad, cache=cache, report=report)
     if vitems is not None:
-        vx, vitems = decode_items(vitems, skip_bad=skip_bad, cache=cache)
+        vrep = None if report is None else Path(report).with_name(f'{Path(report).stem}_valid{Path(report).suffix}')
+        vx, vitems = decode_items(vitems, skip_bad=skip_bad, cache=cache, report=vrep)
         overlap = set(vitems['id']) & set(items['id'])
         if overlap and Path(valid or path).resolve()!=path.resolve(): raise HistoError(f"{len(overlap)} ids are in both the training and the validation data: {show_some(overlap)}.")
     all_items = items if vitems is None else pd.concat([items, vitems], ignore_index=True)
     tr, va = histo_splitter(all_items, 0 if vitems is None else len(vitems), valid_pct, seed, groups)(all_items['src'])
+    how = f"from {valid or path/'valid'}" if vitems is not None else f"valid_pct={valid_pct}" + (f", grouped by {groups}" if groups else '')
+    _two_classes(all_items['label'].values[tr], f"The training split ({len(tr)} items) of {path}")
+    _two_classes(all_items['label'].values[va], f"The validation split ({len(va)} items, {how})")
     if drop_outliers:
         out = outlier_flags(_Rows(x, tr))[['blank','dark']].any(axis=1).values
         print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
@@ -744,15 +791,24 @@ def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
     return dls_of(dblock, items, tr, va, stats, crop, bs=bs, device=device)
 
 # %% ../nbs/02_data.ipynb #01-data-050
-def summarize(path:str|Path, layout:str='auto', cache=None, splits=('train','valid','test'))->dict:
-    "Layout, and per split: count, class balance, unusable items, blank/dark outliers and duplicate groups."
+def summarize(path:str|Path, layout:str='auto', cache=None, splits=('train','valid','test'),
+              report:str|Path|None=None, # a CSV listing every unusable or converted image, by split; None: none written
+             )->dict:
+    "Layout, and per split: count, class balance, unusable items (kept in every count: nothing is dropped), blank/dark outliers and duplicate groups."
     path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
-    res = dict(path=str(path), layout=layout, splits={})
+    res, rows = dict(path=str(path), layout=layout, splits={}), []
     for split in (s for s in splits if has_split(path, s, layout)):
         items = load_items(path, split, layout)
-        x, kept = decode_items(items, skip_bad=True, cache=cache, report=cache_dir(cache)/f'dropped_{split}.csv')
-        fl, dups, lbl = outlier_flags(x), duplicate_groups(x, kept['id'].values), kept['label']
-        res['splits'][split] = dict(n=len(items), unusable=len(items)-len(kept), n_pos=int((lbl==1).sum()), n_neg=int((lbl==0).sum()),
+        x, bad, notes = _decode_cached(items['src'].astype(str).tolist(), cache, 2048, True)
+        good = np.setdiff1d(np.arange(len(items)), [i for i,_,_ in bad])  # outliers and duplicates among the decodable ones
+        xg, lbl = (x if len(good)==len(items) else _Rows(x, good)), items['label']
+        fl, dups = (outlier_flags(xg), duplicate_groups(xg, items['id'].values[good])) if len(good) else (pd.DataFrame(dict(blank=[], dark=[])), [])
+        res['splits'][split] = dict(n=len(items), unusable=len(bad), unusable_examples=_bad_what(bad) if bad else '', converted=len(notes),
+            n_pos=int((lbl==1).sum()), n_neg=int((lbl==0).sum()),
             n_unlabelled=int(lbl.isna().sum()), blank=int(fl.blank.sum()), dark=int(fl.dark.sum()),
             duplicate_groups=len(dups), duplicate_items=sum(len(g) for g in dups), duplicate_examples=dups[:3])
+        rows += [(split, items['id'].iloc[i], s, r) for i,s,r in bad+notes]
+    if report:
+        with atomic_write(report) as f: pd.DataFrame(rows, columns=['split','id','src','reason']).to_csv(f, index=False)
+        res['report'] = str(report)
     return res

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_infer.ipynb #04-infer-002
 from __future__ import annotations
-import json, hashlib, warnings
+import json, hashlib, warnings, time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import store_attr
-from .core import HistoError, show_some, atomic_path, require
+from .core import HistoError, show_some, atomic_path, require, progress_mode
 from .stain import normalize_batch
 from .data import read_patches, to_input, cache_dir, tta_names, tta_views, stain_from_state
 from .models import load_artefact
@@ -220,7 +220,8 @@ class Predictor:
         res = np.empty((len(self.models), len(data)), np.float64)
         batches = _decoded_batches(data, self.bs, self.prefetch)
         n_batches = -(-len(data)//self.bs)
-        if progress and n_batches>1: batches = progress_bar(batches, total=n_batches, leave=False)
+        mode, t = (progress_mode() if progress and n_batches>1 else 'none'), time.time()
+        if mode=='bar': batches = progress_bar(batches, total=n_batches, leave=False)
         s = 0
         for x in batches:
             pixels, inputs = {}, {}  # models with the same stain normaliser / preprocessing share them
@@ -230,6 +231,7 @@ class Predictor:
                 if key not in inputs: inputs[key] = to_input(pixels[key[0]], *key[1:])
                 res[i, s:s+len(x)] = predict_batch(model, inputs[key], self.tta, self.stack_views, self.max_forward).numpy()
             s += len(x)
+        if mode=='line': print(f"Predicted {len(data)} images with {len(self.models)} model(s), TTA {self.tta}, in {time.time()-t:.0f} s.", flush=True)
         return res
 
     def __call__(self, data, progress:bool=True)->np.ndarray:

@@ -4,12 +4,14 @@
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-002
 from __future__ import annotations
-import os, json, time, contextlib
+import os, json, time, contextlib, warnings
 from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
 from .core import HistoError, show_some, write_json, atomic_write, stratified_sample
+# the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
+warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'kernel_types', 'kaggle_paths', 'find_dir', 'find_competition',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #02-models-002
 from __future__ import annotations
-import difflib, json
+import difflib, json, numbers
 from pathlib import Path
 import torch, timm
 from torch import nn
@@ -92,7 +92,8 @@ artefact_format = 'histo_lib-artefact-1'
 _required = ('arch', 'crop', 'mean', 'std', 'model_kwargs')
 
 def _check_cfg(cfg:dict, src:str='cfg'):
-    "Raise a `HistoError` naming `src` if `cfg` lacks a required key or has bad mean/std."
+    "Raise a `HistoError` naming `src` if `cfg` is not a dict, lacks a required key or has a bad arch, crop, mean or std."
+    if not isinstance(cfg, dict): raise HistoError(f"{src} must hold a JSON object with {', '.join(_required)}; it holds a {type(cfg).__name__}.")
     missing = [k for k in _required if k not in cfg]
     if missing: raise HistoError(f"{src} lacks required keys: {show_some(missing)} (needs {', '.join(_required)}).")
     for k in ('mean', 'std'):
@@ -100,6 +101,8 @@ def _check_cfg(cfg:dict, src:str='cfg'):
         if not (isinstance(v, (list, tuple)) and len(v)==3 and all(isinstance(o, (int, float)) and 0<=o<=1 for o in v)):
             raise HistoError(f"{src}: '{k}' must be 3 per-channel values in 0..1 units, got {v!r}.")
     if not isinstance(cfg['model_kwargs'], dict): raise HistoError(f"{src}: 'model_kwargs' must be a dict, got {cfg['model_kwargs']!r}.")
+    if not isinstance(cfg['arch'], str) or not cfg['arch']: raise HistoError(f"{src}: 'arch' must be an architecture name, got {cfg['arch']!r}.")
+    if not (isinstance(cfg['crop'], numbers.Integral) and not isinstance(cfg['crop'], bool) and 32<=cfg['crop']<=96): raise HistoError(f"{src}: 'crop' must be a whole number of pixels from 32 to 96, got {cfg['crop']!r}.")
 
 def save_artefact(model:nn.Module, # the trained model
                   cfg:dict, # at least arch, crop, mean, std, model_kwargs
@@ -130,8 +133,9 @@ def load_artefact(run_dir_or_json:str|Path, # a run folder holding model.json, o
     except json.JSONDecodeError as e: raise HistoError(f"{fn} is not valid JSON ({e}); re-export the model.") from e
     _check_cfg(cfg, str(fn))
     try: model = build_model(cfg['arch'], **cfg['model_kwargs'])
-    except TypeError as e: raise HistoError(f"{fn}: model_kwargs {cfg['model_kwargs']} do not fit {cfg['arch']} ({e}).") from None
+    except HistoError as e: raise HistoError(f"{fn}: {e}") from None
+    except (TypeError, ValueError) as e: raise HistoError(f"{fn}: model_kwargs {cfg['model_kwargs']} do not fit {cfg['arch']} ({e}).") from None
     try: load_checkpoint(model, str(wfn), strict=True)
-    except Exception as e: raise HistoError(f"{wfn} does not match the model described in {fn} ({type(e).__name__}: {str(e)[:300]}); retrain or copy the run folder again.") from None
+    except Exception as e: raise HistoError(f"{wfn} does not match the model described in {fn} ({type(e).__name__}: {' '.join(str(e).split())[:300]}); retrain or copy the run folder again.") from None
     return model.to(device).eval(), cfg
 

@@ -22,7 +22,7 @@ from fastai.losses import BCEWithLogitsLossFlat
 from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
-from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some
+from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable
 from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
 from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
@@ -89,7 +89,7 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
     model = build_model(arch, weights=weights, **(model_kwargs or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
-                         splitter=body_head, path=Path(path), model_dir='checkpoints', cbs=listify(cbs)+([BF16()] if bf16 else []))
+                         splitter=body_head, path=Path(path), model_dir='checkpoints', cbs=listify(cbs)+([BF16()] if bf16 else [])+[ProgressLog()])
     learn.arch, learn.model_kwargs = arch, dict(model_kwargs or {})
     return learn
 
@@ -114,7 +114,7 @@ def fit_run(learn:Learner, # from `histo_learner`
         learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=listify(cbs)); learn.unfreeze()
     start = restore_checkpoint(learn) if resume else 0
     if start>=epochs: print(f"The run in {learn.path} already finished its {epochs} epochs."); return learn
-    run_cbs = [HistoryLog('history.csv', start), SaveModelCallback(monitor=monitor, comp=comp, fname='best'), ResumeCheckpoint()]
+    run_cbs = [HistoryLog('history.csv', start), AtomicSaveModel(monitor=monitor, comp=comp, fname='best'), ResumeCheckpoint()]
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
     if ema: run_cbs.append(EMA(ema, resume=bool(start)))
@@ -219,9 +219,10 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp})
     p['model_kwargs'] = {**{k[6:]:_literal(v) for k,v in p.items() if k.startswith('model_') and k!='model_kwargs'}, **model_kwargs}
     if p['lr_mult'] is None: p['lr_mult'] = 10. if p['weights'] else 1.
+    check_writable(out, is_dir=True)  # a run folder that cannot be made fails now, not after the decoding
     stats = pretrained_stats(p['arch']) if p['weights'] else None
     with deterministic(p['seed']):
-        dls = _call(histo_dls, p, data=data, stats=stats, device=device or default_device())
+        dls = _call(histo_dls, p, data=data, stats=stats, device=device or default_device(), report=out/'dropped_items.csv' if p['skip_bad'] else None)
         learn = _call(histo_learner, p, dls=dls, path=out, cbs=cbs)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out/'valid_items.csv') as f: dls.items['valid'][['id','src','label']].to_csv(f, index=False)

@@ -1,5 +1,6 @@
 "The `histo` command line, end to end through subprocesses, as a user (or another tool) runs it."
 import json, subprocess, os
+from pathlib import Path
 import pandas as pd, pytest
 from conftest import histo_cmd
 
@@ -129,3 +130,151 @@ def test_transfer_learning_from_a_local_timm_checkpoint(run, tmp_path):
     assert r.returncode==2 and 'in1k.pth do not fit efficientnet_b0' in r.stderr and 'Traceback' not in r.stderr
     r = histo('train', d/'data', '--out', tmp_path/'tl3', '--weights', tmp_path/'none.pth', cwd=d, ok=False)
     assert r.returncode==2 and 'none.pth not found' in r.stderr
+
+# --- issue 15: every bad input and fault gets one clear line and loses nothing -----------------------------------
+def _one_line(r, *wanted, code=2):
+    "A failed command: status `code`, no traceback, one line on stderr holding every string of `wanted`."
+    err = r.stderr.strip()
+    assert r.returncode==code and 'Traceback' not in r.stderr and err.count('\n')==0, f"{r.returncode}\n{r.stderr[-3000:]}"
+    for w in wanted: assert str(w) in err, f"{w!r} not in {err!r}"
+    return err
+
+def _copy(src, dst):
+    import shutil; shutil.copytree(src, dst); return dst
+
+def test_info_names_unusable_images_and_drops_nothing(run, tmp_path):
+    import tifffile, numpy as np
+    d, _ = run
+    data = _copy(d/'data', tmp_path/'data')
+    ids = sorted(pd.read_csv(data/'train_labels.csv', dtype={'id': str}).id)
+    (data/'train'/f'{ids[0]}.tif').write_bytes(b'not an image')                                      # corrupt
+    raw = (data/'train'/f'{ids[1]}.tif').read_bytes(); (data/'train'/f'{ids[1]}.tif').write_bytes(raw[:300])  # truncated
+    tifffile.imwrite(data/'train'/f'{ids[2]}.tif', np.zeros((64,64,3), np.uint8))                      # wrong size
+    r = histo('info', data, '--report', tmp_path/'out'/'info.csv', ok=False)
+    err = _one_line(r, '3 of 240 images are unusable', ids[0], ids[2], 'Nothing was dropped', str(tmp_path/'out'/'info.csv'))
+    assert 'Dropped' not in r.stdout and '240 patches' in r.stdout and ids[1] in r.stdout   # counted, named, kept
+    rep = pd.read_csv(tmp_path/'out'/'info.csv', dtype={'id': str})
+    assert sorted(rep.id)==ids[:3] and set(rep.split)=={'train'}
+    cache = Path(os.environ['HISTO_CACHE'])
+    assert not list(cache.glob('*.csv'))                                                     # no report where nobody looks
+    r = histo('train', data, '--out', tmp_path/'run', ok=False)
+    _one_line(r, '3 of 240 images are unusable', ids[0], '--skip-bad')
+    r = histo('train', data, '--out', tmp_path/'run', '--skip-bad', '--epochs', 1, '--crop', 32, '--patience', 0)
+    assert sorted(pd.read_csv(tmp_path/'run'/'dropped_items.csv', dtype={'id': str}).id)==ids[:3]
+    assert json.loads((tmp_path/'run'/'model.json').read_text())['train']['n_train'] + \
+           json.loads((tmp_path/'run'/'model.json').read_text())['train']['n_valid'] == 237
+
+def test_one_class_stops_before_training(run, tmp_path):
+    d, _ = run
+    data = _copy(d/'data', tmp_path/'data')
+    lbl = pd.read_csv(data/'train_labels.csv', dtype={'id': str})
+    lbl.assign(label=0).to_csv(data/'train_labels.csv', index=False)
+    r = histo('train', data, '--out', tmp_path/'r', '--epochs', 1, ok=False)
+    _one_line(r, 'one class only', f'(0 tumour, {len(lbl)} normal)', 'training data')
+    assert not (tmp_path/'r'/'checkpoints').exists()
+    lbl.to_csv(data/'train_labels.csv', index=False)
+    v = lbl[lbl.label==1].head(20).assign(src=lambda x: [str(data/'train'/f'{i}.tif') for i in x.id])[['id','src','label']]
+    v.to_csv(tmp_path/'v.csv', index=False)
+    r = histo('train', data, '--out', tmp_path/'r', '--valid', tmp_path/'v.csv', ok=False)
+    _one_line(r, 'validation', 'one class only (20 tumour, 0 normal)')
+
+TAMPER = {
+    'no model.json': (lambda r: (r/'model.json').unlink(), 'model.json'),
+    'model.json not JSON': (lambda r: (r/'model.json').write_text('{"arch": '), 'not valid JSON'),
+    'model.json a list': (lambda r: (r/'model.json').write_text('[1, 2]'), 'JSON object'),
+    'missing key': (lambda r: _edit(r, lambda c: c.pop('mean')), 'lacks required keys: mean'),
+    'unknown arch': (lambda r: _edit(r, lambda c: c.update(arch='resnet_nosuch')), "Unknown architecture 'resnet_nosuch'"),
+    'bad crop': (lambda r: _edit(r, lambda c: c.update(crop='big')), "'crop' must be"),
+    'mismatched weights': (lambda r: _edit(r, lambda c: c['model_kwargs'].update(widths=[8, 16])), 'does not match'),
+    'truncated weights': (lambda r: (r/'model.safetensors').write_bytes((r/'model.safetensors').read_bytes()[:5000]), 'model.safetensors does not match'),
+    'empty weights': (lambda r: (r/'model.safetensors').write_bytes(b''), 'model.safetensors'),
+}
+def _edit(r, f):
+    c = json.loads((r/'model.json').read_text()); f(c); (r/'model.json').write_text(json.dumps(c))
+
+def test_tampered_run_folders(run, tmp_path):
+    import shutil
+    d, _ = run
+    for i,(name,(tamper, want)) in enumerate(TAMPER.items()):
+        rd = tmp_path/f'run{i}'; rd.mkdir()
+        for f in ('model.json', 'model.safetensors'): shutil.copy(d/'run'/f, rd/f)
+        tamper(rd)
+        r = histo('predict', rd, d/'data', '--out', tmp_path/'s.csv', '--backend', 'torch', ok=False)
+        _one_line(r, want, f'run{i}')
+        if i%3==0:  # the same check through evaluate and explain, for a few of them
+            _one_line(histo('evaluate', rd, d/'data', '--out', tmp_path/'rep', '--sample', 10, ok=False), want)
+            _one_line(histo('explain', rd, d/'data', '--out', tmp_path/'c.png', '--n', 2, '--split', 'train', ok=False), want)
+    assert not (tmp_path/'s.csv').exists()
+
+def test_outputs_that_cannot_be_written(run, tmp_path):
+    d, _ = run
+    (tmp_path/'blocker').write_text('a file where a folder should be')
+    b = tmp_path/'blocker'
+    _one_line(histo('predict', d/'run', d/'data', '--out', b/'sub.csv', ok=False), 'Cannot write', 'blocker is a file')
+    _one_line(histo('evaluate', d/'run', d/'data', '--out', b/'rep', ok=False), 'Cannot write', 'blocker is a file')
+    _one_line(histo('explain', d/'run', d/'data', '--out', b/'c.png', ok=False), 'Cannot write', 'blocker is a file')
+    _one_line(histo('train', d/'data', '--out', b/'run', ok=False), 'Cannot write', 'blocker is a file')
+    _one_line(histo('info', d/'data', '--report', b/'r.csv', ok=False), 'Cannot write', 'blocker is a file')
+    _one_line(histo('predict', d/'run', d/'data', '--out', tmp_path, ok=False), 'Cannot write', 'it is a folder')
+    if os.geteuid()!=0:  # root writes into read-only folders
+        ro = tmp_path/'ro'; ro.mkdir(); ro.chmod(0o555)
+        try: _one_line(histo('predict', d/'run', d/'data', '--out', ro/'sub.csv', ok=False), 'Cannot write', 'not writable')
+        finally: ro.chmod(0o755)
+
+def test_bad_data_folders(tmp_path):
+    (tmp_path/'file').write_text('x')
+    _one_line(histo('info', tmp_path/'file', ok=False), 'is a file; give the dataset folder')
+    _one_line(histo('train', tmp_path/'file', '--out', tmp_path/'r', ok=False), 'is a file; give the dataset folder')
+    for c in '01':  # an image format histo_lib cannot read (files named .bmp), and a .png that is not one
+        (tmp_path/'f'/'train'/c).mkdir(parents=True); (tmp_path/'f'/'train'/c/'a.bmp').write_bytes(b'BM' + bytes(100))
+    _one_line(histo('info', tmp_path/'f', ok=False), 'a.bmp', 'formats histo_lib cannot read')
+    for c in '01': (tmp_path/'f'/'train'/c/'b.png').write_bytes(b'\x89PNG\r\n\x1a\nnot really')
+    _one_line(histo('train', tmp_path/'f', '--out', tmp_path/'r', ok=False), '1 ids appear more than once: b')  # one name in 0/ and 1/
+    (tmp_path/'f'/'train'/'1'/'b.png').rename(tmp_path/'f'/'train'/'1'/'c.png')
+    _one_line(histo('train', tmp_path/'f', '--out', tmp_path/'r', ok=False), '2 of 2 images are unusable', 'cannot be read', 'b.png', 'c.png')
+
+def test_machine_log_is_short(run, tmp_path):
+    "stdout to a file: one line per epoch, no bar redraws (issue 15: 2 epochs, at most 10 carriage returns and 30 KB)."
+    d, _ = run
+    log = tmp_path/'log'
+    with open(log, 'w') as f:
+        r = subprocess.run(histo_cmd()+['train', str(d/'data'), '--out', str(tmp_path/'r'), '--epochs', '2', '--crop', '32', '--patience', '0'],
+                           stdout=f, stderr=subprocess.STDOUT, cwd=d, timeout=600)
+    txt = log.read_text()
+    assert r.returncode==0 and txt.count('\r')<=10 and len(txt.encode())<=30_000, txt[-2000:]
+    assert [l.split(':')[0] for l in txt.splitlines() if l.startswith('epoch ')]==['epoch 1/2', 'epoch 2/2'], txt
+    assert 'Warning' not in txt and '█' not in txt
+    q = histo('train', d/'data', '--out', tmp_path/'q', '--epochs', 1, '--crop', 32, '--quiet', cwd=d)
+    assert 'epoch 1/1' not in q.stdout and 'Saved' in q.stdout
+    p = histo('train', d/'data', '--out', tmp_path/'p', '--epochs', 1, '--crop', 32, '--progress', cwd=d)
+    assert 'epoch 1/1' not in p.stdout and '100.00%' in p.stdout                              # fastai's bars, asked for
+
+def test_sigterm_keeps_the_checkpoint_and_resume_finishes(run, tmp_path):
+    import signal, time
+    d, _ = run
+    out = tmp_path/'r'
+    args = ['train', str(d/'data'), '--out', str(out), '--epochs', '6', '--crop', '64', '--patience', '0']
+    p = subprocess.Popen(histo_cmd()+args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=d)
+    t0 = time.time()
+    while not (out/'checkpoints'/'last.json').exists() and p.poll() is None and time.time()-t0<300: time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode==143 and 'Traceback' not in err and err.strip().count('\n')==0 and '--resume' in err, err
+    ck = json.loads((out/'checkpoints'/'last.json').read_text())
+    assert ck['epoch']<5 and (out/'checkpoints'/ck['weights']).is_file() and (out/'checkpoints'/ck['state']).is_file()
+    assert not [q for q in (out/'checkpoints').iterdir() if q.name.startswith('.')]          # no temporary left behind
+    r = histo(*args, '--resume', cwd=d)
+    assert f"Resuming at epoch {ck['epoch']+1} of 6" in r.stdout
+    assert list(pd.read_csv(out/'history.csv').epoch)==list(range(6)) and (out/'model.safetensors').exists()
+
+def test_two_trainings_at_once_on_a_fresh_dataset(tmp_path):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'HISTO_CACHE': str(tmp_path/'cache')}
+    histo('synth', tmp_path/'data', '--n-train', 3000, '--n-test', 10, '--seed', 9)   # > one 2048-image decode step
+    ps = [subprocess.Popen(histo_cmd()+['train', str(tmp_path/'data'), '--out', str(tmp_path/f'r{i}'), '--epochs', '1', '--crop', '32',
+                                        '--quiet'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in ps]
+    assert [p.returncode for p in ps]==[0, 0], outs
+    assert len(list((tmp_path/'cache').glob('*.npy')))==1 and len(list((tmp_path/'cache').glob('*.json')))==1
+    s = [json.loads((tmp_path/f'r{i}'/'model.json').read_text())['valid_scores'] for i in range(2)]
+    assert s[0]==s[1]                                                                       # both read the same, whole cache

@@ -129,3 +129,50 @@ def test_pcam_sample_items(pcam):
     tr, va = D.load_items(pcam, 'train'), D.load_items(pcam, 'valid')
     assert (len(tr), len(va)) == (20000, 3000)
     assert tr.label.mean()==0.5 and va.label.mean()==0.5
+
+# --- issue 15: the remaining bad inputs, each one line naming the culprit ----------------------------------------
+def _h5(root, x, y=None):
+    root.mkdir(parents=True, exist_ok=True)
+    with h5py.File(root/'camelyonpatch_level_2_split_train_x.h5', 'w') as f: f['x'] = x
+    if y is not None:
+        with h5py.File(root/'camelyonpatch_level_2_split_train_y.h5', 'w') as f: f['y'] = y
+    return root
+
+def test_h5_bad_labels(tmp_path):
+    root = _h5(tmp_path/'h', np.zeros((4,96,96,3), np.uint8), np.array([0, 1, 2, 1]).reshape(4,1,1,1))
+    with pytest.raises(HistoError, match=r"camelyonpatch_level_2_split_train_y.h5: 1 labels are not 0 or 1.*pcam_train_000002"): D.load_items(root)
+    (root/'camelyonpatch_level_2_split_train_y.h5').write_bytes(b'broken')
+    with pytest.raises(HistoError, match=r"Cannot read .*_train_y.h5 as PCam HDF5 labels"): D.load_items(root)
+
+def test_h5_empty_and_wrong_shape(tmp_path):
+    root = tmp_path/'e'; root.mkdir(); (root/'camelyonpatch_level_2_split_train_x.h5').write_bytes(b'')
+    with pytest.raises(HistoError, match=r"Cannot read .*_train_x.h5 as PCam HDF5"): D.load_items(root)
+    with pytest.raises(HistoError, match=r"_train_x.h5 holds no patches"): D.load_items(_h5(tmp_path/'z', np.zeros((0,96,96,3), np.uint8)))
+    with pytest.raises(HistoError, match=r"x has shape \(3, 64, 64, 3\), expected \(N,96,96,3\)"): D.load_items(_h5(tmp_path/'s', np.zeros((3,64,64,3), np.uint8)))
+
+def test_empty_kaggle_train(kcopy):
+    for p in (kcopy/'train').iterdir(): p.unlink()
+    with pytest.raises(HistoError, match=r"train is empty: it should hold one .tif per id in train_labels.csv"): D.load_items(kcopy)
+
+def test_duplicate_imagefolder_files(tmp_path):
+    root = make_synth_folder(tmp_path/'f', n_per_class=3, seed=2)
+    a = sorted((root/'train'/'0').iterdir())[0]
+    shutil.copy(a, root/'train'/'1'/a.name)                             # the same name in both classes
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): D.load_items(root)
+    (root/'train'/'1'/a.name).unlink(); Image.open(a).convert('RGB').save(a.with_suffix('.jpg'))  # the same id as .png and .jpg
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): D.load_items(root)
+
+def test_cache_half_written_or_concurrent(kcopy, tmp_path):
+    import threading
+    items = D.load_items(kcopy); key = D.cache_key(items.src); c = tmp_path/'c'
+    x, _ = D.decode_items(items, cache=c, progress=False)
+    (c/f'{key}.json').unlink()                                          # a crash between the two files: rebuilt, not trusted
+    np.testing.assert_array_equal(D.decode_items(items, cache=c, progress=False)[0], x)
+    (c/f'{key}.npy').write_bytes(b'half a file')                        # a torn .npy (no atomic rename): rebuilt
+    np.testing.assert_array_equal(D.decode_items(items, cache=c, progress=False)[0], x)
+    c2, res = tmp_path/'c2', []
+    ts = [threading.Thread(target=lambda: res.append(np.asarray(D.decode_items(items, cache=c2, progress=False)[0]))) for _ in range(3)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    assert len(res)==3 and all((r==np.asarray(x)).all() for r in res)
+    assert sorted(p.suffix for p in c2.iterdir())==['.json', '.lock', '.npy']   # one cache, no temporaries
