@@ -12,6 +12,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.progress import CSVLogger
+from fastai.torch_core import rank_distrib
 from .core import HistoError, write_json
 
 # %% auto #0
@@ -22,9 +23,10 @@ class ResumeCheckpoint(Callback):
     "After each epoch save weights, optimiser, epoch, tracker bests and random states to `checkpoints/last.*`."
     order = SaveModelCallback.order+1
     def __init__(self, fname:str='last'): self.fname = fname
+    def before_fit(self): self.run = not rank_distrib()  # one writer: rank 0 of a distributed run
     def after_epoch(self):
         self.learn.save(self.fname, with_opt=True)
-        rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=self.dls.train.rng.getstate())
+        rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=getattr(self.dls.train, 'dl', self.dls.train).rng.getstate())  # under DDP: the wrapped loader's
         torch.save(rng, self.path/self.model_dir/f'{self.fname}_rng.pth')
         bests = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if hasattr(cb, 'best') and getattr(cb,'best',None) is not None}
         write_json(dict(epoch=self.epoch+getattr(self.learn, 'epoch_offset', 0), bests=bests, waits={type(cb).__name__: getattr(cb,'wait',0) for cb in self.learn.cbs if hasattr(cb,'wait')}),
@@ -45,6 +47,7 @@ class HistoryLog(CSVLogger):
     "fastai's `CSVLogger`, which on resume keeps the rows of finished epochs and writes no second header."
     def __init__(self, fname='history.csv', start_epoch:int=0): super().__init__(fname, append=start_epoch>0); self.start_epoch = start_epoch
     def before_fit(self):
+        if rank_distrib(): self.run = False; return  # one writer: rank 0 of a distributed run
         fn = self.path/self.fname
         if not (self.append and fn.exists() and fn.stat().st_size): return super().before_fit()
         lines = fn.read_text().splitlines()
@@ -125,6 +128,7 @@ class EMA(Callback):
         if self.raw is None: self.raw = [v.detach().clone() for v in self.live]
         self._copy(self.live, self.shadow)
     def after_epoch(self):
+        if rank_distrib(): return  # one writer: rank 0 of a distributed run
         torch.save(dict(shadow=self.shadow, raw=self.raw if self.raw is not None else self.live, t=self.t), self._fn)
     def _copy(self, dst, src):
         with torch.no_grad():

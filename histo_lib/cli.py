@@ -16,6 +16,7 @@ from .train import train, run_params, _nearest
 from .infer import predict
 from .submission import write_submission, validate_submission, check_submission
 from .evaluate import evaluate_preds
+from fastai.torch_core import rank_distrib
 
 
 # %% auto #0
@@ -73,6 +74,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--split', default='test', help='split of DATA to predict (default: test)')
     p.add_argument('--sample-submission', default=None, help='sample submission fixing ids and order (default: DATA/sample_submission.csv)')
     p.add_argument('--bs', type=int, default=None, help='images per batch (default: settings infer_bs)')
+    p.add_argument('--nproc', type=int, default=1, help='processes sharing the items: one per GPU, else CPU processes; 0: one per GPU (default: 1)')
     _add_data_args(p)
 
     p = sub.add_parser('evaluate', help='report accuracy, ROC AUC, confusion matrix and pictures on a labelled set')
@@ -137,6 +139,7 @@ def cmd_train(a):
     params = {k:v for k,v in s.items() if (k in run_params() or k.startswith('model_'))}
     set_threads()
     train(data, out, **params)
+    if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 reports
     print(f"Run folder: {Path(out).resolve()} (model.safetensors, model.json, history.csv, curves.png, checkpoints/)")
 
 # %% ../nbs/11_cli.ipynb #06-cli-009
@@ -147,7 +150,8 @@ def cmd_predict(a):
     items = predict_items(data, a.split, s['layout'])
     sample = a.sample_submission or (Path(data)/'sample_submission.csv' if (Path(data)/'sample_submission.csv').exists() else None)
     set_threads(); t = time.time()
-    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend)
+    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend, nproc=a.nproc)
+    if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 writes
     write_submission(items['id'], probs, a.out, sample_submission=sample)
     notes = validate_submission(a.out, sample)
     for n in notes: print(n)
@@ -204,3 +208,6 @@ def main(argv:list|None=None # arguments (default: sys.argv[1:])
     except KeyboardInterrupt:
         print(f"histo {a.cmd}: interrupted", file=sys.stderr); sys.exit(130)
     return 0
+
+# %% ../nbs/11_cli.ipynb #06-cli-main
+if __name__=='__main__': main()
