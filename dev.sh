@@ -16,7 +16,7 @@ setup() {
   echo "== setting up $VENV (torch/torchvision pinned by constraints.txt)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,onnx,extras,slide]"
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,onnx,extras,slide,dist]"
   echo "$want" > "$VENV/.histo-setup"
 }
 

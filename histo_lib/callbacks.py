@@ -12,6 +12,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.progress import CSVLogger, ProgressCallback
+from fastai.torch_core import rank_distrib
 from .core import HistoError, write_json, atomic_path, progress_mode
 
 # %% auto #0
@@ -28,11 +29,12 @@ class ResumeCheckpoint(Callback):
     "After each epoch save weights, optimiser, epoch, tracker bests, random states and callback states (EMA) as one checkpoint in `checkpoints/`."
     order = SaveModelCallback.order+1
     def __init__(self, fname:str='last'): self.fname = fname
+    def before_fit(self): self.run = not rank_distrib()  # one writer: rank 0 of a distributed run
     def after_epoch(self):
         d, e = self.path/self.model_dir, self.epoch+getattr(self.learn, 'epoch_offset', 0)
         weights, state = f'{self.fname}.{e}.pth', f'{self.fname}_state.{e}.pth'  # this epoch's files, named in the .json last
         _atomic_save(self.learn, d/weights)
-        rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=self.dls.train.rng.getstate())
+        rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=getattr(self.dls.train, 'dl', self.dls.train).rng.getstate())  # under DDP: the wrapped loader's
         cbs = {type(cb).__name__: cb.checkpoint_state() for cb in self.learn.cbs if hasattr(cb, 'checkpoint_state')}
         with atomic_path(d/state) as tmp: torch.save(dict(rng=rng, cbs=cbs), tmp)
         bests = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if hasattr(cb, 'best') and getattr(cb,'best',None) is not None}
@@ -66,6 +68,7 @@ class HistoryLog(CSVLogger):
     "fastai's `CSVLogger`, which on resume keeps the rows of finished epochs and writes no second header."
     def __init__(self, fname='history.csv', start_epoch:int=0): super().__init__(fname, append=start_epoch>0); self.start_epoch = start_epoch
     def before_fit(self):
+        if rank_distrib(): self.run = False; return  # one writer: rank 0 of a distributed run
         fn = self.path/self.fname
         if not (self.append and fn.exists() and fn.stat().st_size): return super().before_fit()
         lines = fn.read_text().splitlines()

@@ -17,6 +17,7 @@ from .infer import predict
 from .submission import write_submission, validate_submission, check_submission
 from .evaluate import evaluate_preds
 from .slide import split_runs, predict_slides, SlideWarning
+from fastai.torch_core import rank_distrib
 
 
 # %% auto #0
@@ -81,6 +82,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--split', default='test', help='split of DATA to predict (default: test)')
     p.add_argument('--sample-submission', default=None, help='sample submission fixing ids and order (default: DATA/sample_submission.csv)')
     p.add_argument('--bs', type=int, default=None, help='images per batch (default: settings infer_bs)')
+    p.add_argument('--nproc', type=int, default=1, help='processes sharing the items: one per GPU, else CPU processes; 0: one per GPU (default: 1)')
     _add_data_args(p); _add_progress(p)
 
     p = sub.add_parser('slide', help='whole-slide inference: heat map, tumour regions (GeoJSON) and slide score per slide')
@@ -174,6 +176,7 @@ def cmd_train(a):
     params = {k:v for k,v in s.items() if (k in run_params() or k.startswith('model_'))}
     set_threads()
     train(data, out, **params)
+    if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 reports
     print(f"Run folder: {Path(out).resolve()} (model.safetensors, model.json, history.csv, curves.png, checkpoints/)")
 
 # %% ../nbs/11_cli.ipynb #06-cli-009
@@ -185,7 +188,8 @@ def cmd_predict(a):
     items = predict_items(data, a.split, s['layout'])
     sample = a.sample_submission or (Path(data)/'sample_submission.csv' if (Path(data)/'sample_submission.csv').exists() else None)
     set_threads(); t = time.time()
-    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend)
+    probs = predict(runs, items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), ensemble=a.ensemble, backend=a.backend, nproc=a.nproc)
+    if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 writes
     write_submission(items['id'], probs, a.out, sample_submission=sample)
     notes = validate_submission(a.out, sample)
     for n in notes: print(n)
@@ -275,3 +279,6 @@ def main(argv:list|None=None # arguments (default: sys.argv[1:])
 def _fail(cmd:str, msg:str, code:int, exc=None):
     if exc is not None and os.environ.get('HISTO_DEBUG'): raise exc
     print(f"histo {cmd}: {' '.join(str(msg).split())}", file=sys.stderr); sys.exit(code)
+
+# %% ../nbs/11_cli.ipynb #06-cli-main
+if __name__=='__main__': main()

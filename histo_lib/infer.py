@@ -16,6 +16,8 @@ from .core import HistoError, show_some, atomic_path, require, progress_mode
 from .stain import normalize_batch
 from .data import read_patches, to_input, cache_dir, tta_names, tta_views, stain_from_state
 from .models import load_artefact
+from .distributed import n_procs, is_worker, init_distrib, my_block, gather_blocks, launch
+from fastai.torch_core import rank_distrib
 
 # %% auto #0
 __all__ = ['tta_n_views', 'ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx',
@@ -251,7 +253,12 @@ def predict(run_dirs, # a run folder, a list of them (an ensemble), or `(model, 
             stack_views:bool=True, prefetch:bool=True,
             max_forward:int=128, # most images in one forward pass (bounds memory)
             backend:str='auto', # 'torch', 'onnx' or 'auto' (onnx on CPU when onnxruntime is installed)
+            nproc:int=1, # processes sharing the items: one per GPU, else CPU processes; 0: one per GPU
            )->np.ndarray:
     "Probabilities (N,) of tumour in the centre of each image of `data`."
-    return Predictor(run_dirs, tta=tta, bs=bs, ensemble=ensemble, device=device, stack_views=stack_views,
-                     prefetch=prefetch, max_forward=max_forward, backend=backend)(data, progress)
+    kw = dict(tta=tta, bs=bs, ensemble=ensemble, stack_views=stack_views, prefetch=prefetch, max_forward=max_forward, backend=backend)
+    if (n := n_procs(nproc, device))>1 and not is_worker():  # each worker predicts its block; rank 0's merged result comes back
+        return launch(predict, n, result=True, run_dirs=run_dirs, data=_as_data(data), progress=progress, device=device, **kw)
+    if not is_worker(): return Predictor(run_dirs, device=device, **kw)(data, progress)
+    device, data = init_distrib(device), _as_data(data)
+    return gather_blocks(Predictor(run_dirs, device=device, **kw)(data[my_block(len(data))], progress and not rank_distrib()))

@@ -104,7 +104,7 @@ def _dirs_named(root:Path, name:str, max_depth:int):
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
 kernel_types = dict(mode=str, arch=str, epochs=int, crop=int, bs=int, lr=float, tta=str, seed=int, model_dir=str,
-                    max_train=int, infer_bs=int, weights=str, freeze_epochs=int)
+                    max_train=int, infer_bs=int, weights=str, freeze_epochs=int, nproc=int)
 
 def kernel_config(defaults:dict, # the kernel's CONFIG block, keys as in `kernel_types` (any case)
                   env=None, # environment to read HISTO_<KEY> overrides from; None: os.environ
@@ -164,11 +164,13 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
                infer_bs:int=256, # images predicted at a time
                weights:str|None=None, # a timm checkpoint to start from: a path, or a file name found under the inputs (a Kaggle Models source)
                freeze_epochs:int=0, # with weights: epochs with the body frozen before the main run
+               nproc:int|None=None, # data-parallel processes, one per GPU; None: every GPU the session has (1 without GPUs)
                input_root:str|Path|None=None, working:str|Path|None=None, # default: see `kaggle_paths`
               )->dict:
     "Train or load a model, predict the competition's test set and write a validated `submission.csv`; returns a summary."
     from histo_lib.data import load_items
     from histo_lib.infer import predict
+    from histo_lib.distributed import n_procs
     from histo_lib.submission import write_submission, validate_submission
     import histo_lib
     input_root, working = kaggle_paths(input_root, working)
@@ -193,19 +195,19 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
             print(f"[histo] training {arch} at crop {crop} for {epochs} epochs on {n_train} items")
             wfn = find_weights(input_root, weights) if weights else None
             if wfn: print(f"[histo] starting from {wfn}")
-            train(data, run, arch=arch, crop=crop, bs=bs, epochs=epochs, lr=lr, seed=seed, weights=wfn, freeze_epochs=freeze_epochs)
+            train(data, run, arch=arch, crop=crop, bs=bs, epochs=epochs, lr=lr, seed=seed, weights=wfn, freeze_epochs=freeze_epochs, nproc=nproc or 0)
     elif mode=='predict':
         with phase('find model', timings): run = find_model(input_root, model_dir); print(f"[histo] model: {run}")
     else: raise HistoError(f"MODE must be 'train' or 'predict', not {mode!r}.")
     with phase('predict', timings):
         test_items = load_items(comp, 'test')
-        probs = predict(run, test_items, tta=tta, bs=infer_bs, progress=False)
+        probs = predict(run, test_items, tta=tta, bs=infer_bs, progress=False, nproc=nproc or 0)
     with phase('write submission', timings):
         fn = write_submission(test_items['id'], probs, working/'submission.csv', sample_submission=sample)
         notes = validate_submission(fn, sample)
     meta = json.loads((Path(run)/'model.json').read_text())
     res = dict(mode=mode, submission=str(fn), n_test=len(test_items), n_train=n_train, model=str(run),
-               model_cfg={k:meta.get(k) for k in ('arch','crop','model_kwargs','valid_scores')}, tta=tta, seed=seed, device=_device_name(),
+               model_cfg={k:meta.get(k) for k in ('arch','crop','model_kwargs','valid_scores')}, tta=tta, seed=seed, device=_device_name(), nproc=n_procs(nproc or 0),
                histo_lib=histo_lib.__version__, histo_lib_file=str(Path(histo_lib.__file__).resolve()), notes=notes,
                timings=timings, total_s=round(time.time()-t0, 1))
     if (comp/'test_labels.csv').exists():  # synthetic data only: Kaggle keeps its answers

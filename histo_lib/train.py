@@ -27,6 +27,8 @@ from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore,
 from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
 from .callbacks import *
+from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
+from fastai.torch_core import rank_distrib
 
 # %% auto #0
 __all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner', 'fit_run', 'run_params', 'check_params',
@@ -210,24 +212,33 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
           out:str, # run folder: model.safetensors, model.json, history.csv, curves.png, checkpoints/
           mpp:float=0.972, # microns per pixel of the training patches (PCam: 0.972, about 10x); slides are read at it
           device=None, # where batches, augmentation and the model run; None: fastai's default (the GPU when there is one)
+          nproc:int=1, # data-parallel worker processes: one per GPU, else CPU processes (gloo); 0: one per GPU
           cbs=None, # more callbacks
           **params, # the run parameters of `histo_dls`, `histo_learner` and `fit_run` (see `run_params`); `model_*` go to the model
          )->Learner:
     "Train on the dataset at `data` and save the model artefact in `out`; every parameter is checked before anything is made."
     out, t0 = Path(out), time.time()
     model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
-    p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp})
+    p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})
     p['model_kwargs'] = {**{k[6:]:_literal(v) for k,v in p.items() if k.startswith('model_') and k!='model_kwargs'}, **model_kwargs}
     if p['lr_mult'] is None: p['lr_mult'] = 10. if p['weights'] else 1.
     check_writable(out, is_dir=True)  # a run folder that cannot be made fails now, not after the decoding
     stats = pretrained_stats(p['arch']) if p['weights'] else None
+    if (n := n_procs(p['nproc'], device))>1 and not is_worker():  # start the workers; each runs this function
+        if cbs: raise HistoError("Callbacks cannot be sent to worker processes: train with nproc=1 to pass cbs.")
+        launch(train, n, data=str(data), out=str(out), mpp=mpp, device=device, nproc=nproc, model_kwargs=model_kwargs, **params)
+        return load_run(out, device=device)
+    if is_worker(): device = init_distrib(device); _call(decode_dataset, p, data=data)
     with deterministic(p['seed']):
         dls = _call(histo_dls, p, data=data, stats=stats, device=device or default_device(), report=out/'dropped_items.csv' if p['skip_bad'] else None)
         learn = _call(histo_learner, p, dls=dls, path=out, cbs=cbs)
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out/'valid_items.csv') as f: dls.items['valid'][['id','src','label']].to_csv(f, index=False)
-        _call(fit_run, p, learn=learn)
-    scores = dict(zip(['valid_loss', 'accuracy', 'roc_auc'], map(float, learn.validate())))
+        if not rank_distrib():
+            with atomic_path(out/'valid_items.csv') as f: dls.items['valid'][['id','src','label']].to_csv(f, index=False)
+        with distrib_fit(learn, device):  # several processes: DDP, a shard of every epoch each, metrics on the whole valid set
+            _call(fit_run, p, learn=learn)
+            scores = dict(zip(['valid_loss', 'accuracy', 'roc_auc'], map(float, learn.validate())))
+    if rank_distrib(): return learn  # one writer: rank 0
     record = {**{k:p[k] for k in run_params() if k in p}, 'data': str(data), 'n_train': len(dls.items['train']),
               'n_valid': len(dls.items['valid']), 'seconds': round(time.time()-t0, 1)}
     cfg = dict(arch=p['arch'], crop=dls.crop, mean=dls.stats[0], std=dls.stats[1], model_kwargs=learn.model_kwargs, mpp=mpp,

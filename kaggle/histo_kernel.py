@@ -28,6 +28,7 @@ MODEL_DIR = None        # MODE 'predict': name of the attached model dataset (e.
 MAX_TRAIN = None        # train on a stratified sample of this many images (quick dry runs); None: all
 WEIGHTS = None          # a timm checkpoint to start from (e.g. 'model.safetensors' of an attached Kaggle Model); None: from scratch
 FREEZE_EPOCHS = 0       # with WEIGHTS: epochs with the body frozen first (the body then trains at LR/10)
+NPROC = None            # data-parallel processes, one per GPU; None: every GPU the session has (e.g. 2 on 'GPU T4 x2'), 1 on a CPU
 # -----------------------------------------------------------------------------------------------------------------------
 import os, sys, time, fnmatch, importlib, itertools, subprocess
 from pathlib import Path
@@ -69,7 +70,8 @@ def main():
     print(f"[histo] histo_lib {histo_lib.__version__} imported from {histo_lib.__file__} ({time.time()-T0:.1f} s)", flush=True)
     from histo_lib.kaggle import kernel_config, run_kernel
     cfg = kernel_config(dict(MODE=MODE, ARCH=ARCH, EPOCHS=EPOCHS, CROP=CROP, BS=BS, LR=LR, TTA=TTA, SEED=SEED,
-                             MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN, WEIGHTS=WEIGHTS, FREEZE_EPOCHS=FREEZE_EPOCHS))
+                             MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN, WEIGHTS=WEIGHTS, FREEZE_EPOCHS=FREEZE_EPOCHS,
+                             NPROC=NPROC))
     print('[histo] config:', cfg, flush=True)
     res = run_kernel(**cfg, input_root=INPUT, working=WORKING)
     print(f"[histo] done in {time.time()-T0:.1f} s: {res['submission']}", flush=True)
