@@ -13,4 +13,4 @@ echo "== 1. Kaggle kernel end to end (DataBlock path), 20k train + 5k test synth
 timeout ${T1:-240} python3 bench/kaggle_projection.py --kernel --n-train 20000 --n-test 5000 --work /tmp/kp
 echo "== 2. whole-slide inference on the GPU"
 timeout ${T2:-150} python3 bench/slide_throughput.py --device cuda --threads 8
-if [ -f bench/ddp_gpu.sh ]; then echo "== 3. data-parallel wrapper on one GPU"; timeout ${T3:-150} bash bench/ddp_gpu.sh; fi
+if [ -f bench/ddp_gpu.sh ]; then echo "== 3. data-parallel wrapper on one GPU"; N=${N:-16000} PYTHON=python3 timeout ${T3:-200} bash bench/ddp_gpu.sh; fi
