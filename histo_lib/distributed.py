@@ -57,6 +57,16 @@ def _broadcast(self:DistributedDL, t, rank):
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
 
+@patch
+def _wrap_dl(self:DistributedTrainer, dl):
+    "fastai's, with the device read from the parameters: Accelerate leaves a one-process model unwrapped, without `.device`."
+    return dl if isinstance(dl, DistributedDL) else DistributedDL(dl, device=next(self.learn.model.parameters()).device)
+
+@patch
+def after_fit(self:DistributedTrainer):
+    "fastai's, unwrapping the model only where Accelerate wrapped it (in one process it does not)."
+    self.learn.model, self.learn.dls.loaders = getattr(self.learn.model, 'module', self.learn.model), self.old_dls
+
 # %% ../nbs/04a_distributed.ipynb #04a-dist-015
 def distrib_fit(learn, # a fastai `Learner`
                 device=None, # as for `init_distrib`
