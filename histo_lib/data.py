@@ -580,7 +580,12 @@ class HistoDL(TfmdDL):
         ds, idx = self.dataset, list(b)
         reader = next(t for t in ds.tls[0].tfms.fs if isinstance(t, PatchReader))
         xb = TensorImage(torch.from_numpy(reader.store([ds.tls[0].items[i] for i in idx])).permute(0,3,1,2))
-        return (xb, *[fa_collate([tl[i] for i in idx]) for tl in ds.tls[1:]])
+        return (xb, *[fa_collate([self._target(k, tl, i) for i in idx]) for k,tl in enumerate(ds.tls[1:])])
+    def _target(self, k, tl, i):
+        "Item `i` of the target pipeline `tl`, remembered: labels do not change, and their per-item pipeline costs more than the patch."
+        memo = self.__dict__.setdefault('_targets', {}).setdefault((id(self.dataset), k), {})
+        if i not in memo: memo[i] = tl[i]
+        return memo[i]
 
 # %% ../nbs/02_data.ipynb #02-data-dblock
 def histo_tfms(stats:tuple, # (mean, std) per channel, in 0..1 units
@@ -625,10 +630,11 @@ def dls_of(dblock:DataBlock, # from `histo_dblock`
            stats:tuple, crop:int, # how inputs are normalised and cropped: recorded for inference
            stain_norm=None, # the fitted stain normaliser the pixels went through, if any
            bs:int=64, # training batch size (validation: twice that)
-           **kwargs, # to `DataBlock.dataloaders`: device, num_workers
+           num_workers:int=0, # DataLoader worker processes (fastai's default is one per core)
+           **kwargs, # to `DataBlock.dataloaders`: device
           )->HistoDataLoaders:
     "`dblock`'s `DataLoaders`, carrying what the artefact records: `dls.stats`, `dls.crop`, `dls.stain_norm`, `dls.items`."
-    dls = dblock.dataloaders(items['src'].astype(str).tolist(), bs=bs, val_bs=bs*2, drop_last=len(tr)>bs, **kwargs)
+    dls = dblock.dataloaders(items['src'].astype(str).tolist(), bs=bs, val_bs=bs*2, drop_last=len(tr)>bs, num_workers=num_workers, **kwargs)
     dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
     dls.stats, dls.crop, dls.stain_norm = (list(stats[0]), list(stats[1])), crop, stain_norm
     dls.items = dict(train=items.iloc[tr].reset_index(drop=True), valid=items.iloc[va].reset_index(drop=True))
