@@ -81,6 +81,10 @@ def _fresh_temp(path:Path, # the file or folder the temporary one will replace
             return tmp
         except FileExistsError: continue
 
+def _umask()->int:
+    "The process's umask (read by setting it, then putting it back)."
+    m = os.umask(0o022); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_path(path:str|Path, # the file (or folder) to (re)place
                 is_dir:bool=False, # yield a folder to fill, which replaces the folder `path` and all it holds
@@ -91,6 +95,7 @@ def atomic_path(path:str|Path, # the file (or folder) to (re)place
     except OSError as e: raise HistoError(f"Cannot write {path}: {e.strerror or e} ({e.filename or path.parent}).") from None
     try:
         yield tmp
+        if not is_dir: os.chmod(tmp, 0o666 & ~_umask())  # a library that wrote by name may have made its own 0600 file (safetensors does)
         if is_dir and path.is_dir(): shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one
         os.replace(tmp, path)
     except BaseException as e:

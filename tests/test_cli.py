@@ -109,7 +109,7 @@ def test_one_parameter_source_from_any_folder(run, tmp_path):
     r = histo('train', d/'data', '--out', tmp_path/'cb', '--recipe', 'cpu-best', '--epochs', 1, cwd=tmp_path, env_umask=0o022)
     cfg = json.loads((tmp_path/'cb'/'model.json').read_text())
     assert (cfg['crop'], cfg['train']['epochs'], cfg['train']['ema'], cfg['model_kwargs']['widths']) == (96, 1, 0.998, [16, 32, 64])
-    assert oct((tmp_path/'cb'/'model.json').stat().st_mode & 0o777) == '0o644'
+    assert [oct((tmp_path/'cb'/f).stat().st_mode & 0o777) for f in ('model.json', 'model.safetensors', 'curves.png')] == ['0o644']*3
     r = histo('train', d/'data', '--out', tmp_path/'big', '--crop', 128, cwd=tmp_path, ok=False)
     assert r.returncode==2 and 'crop = 128 is out of range' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path/'big').exists()
