@@ -2,7 +2,10 @@
 # The GPU checks, as run on a lent GPU machine (one short call): the Kaggle kernel end to end on the DataBlock path,
 # whole-slide tiles/s on the GPU, and the data-parallel wrapper's overhead on one GPU. Each figure goes to
 # $HISTO_BENCH_RESULTS (default: bench/RESULTS.md) with the machine and command; the caller copies the sections over.
-# Packages the GPU image lacks (fastai and friends, openslide) come as wheels in .whl/ (see bench/README or the run notes).
+# Packages a bare GPU image lacks come as wheels in .whl/, made beside the repo with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl \
+#     fastai fastcore fastdownload 'fastprogress<1.1' fasttransform plum-dispatch beartype timm openslide-python openslide-bin imagecodecs
+# (fastprogress 1.1 pulls in python-fasthtml; 1.0.3 does not).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HISTO_BENCH_RESULTS=${HISTO_BENCH_RESULTS:-$PWD/bench/RESULTS.md}
