@@ -7,9 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 import numpy as np
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure  # figures that never touch pyplot's backend: a notebook's inline plots keep working
 from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_auc_score, roc_curve, confusion_matrix, classification_report
 from .core import HistoError, show_some, atomic_path, atomic_write, write_json, centre_box, centre_size
@@ -57,7 +55,6 @@ def metrics_report(y, # true labels, 0/1
 def _save(fig, fn:str|Path)->Path:
     "Save `fig` as a PNG at `fn` atomically and close it."
     with atomic_path(fn) as p: fig.savefig(p, format='png', dpi=100, bbox_inches='tight')
-    plt.close(fig)
     return Path(fn)
 
 def plot_roc(y, # true labels, 0/1
@@ -67,7 +64,7 @@ def plot_roc(y, # true labels, 0/1
     "ROC curve with its AUC."
     y, probs = _check_preds(y, probs)
     fpr, tpr, _ = roc_curve(y, probs)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5)); ax = fig.subplots()
     ax.plot(fpr, tpr, lw=2, label=f'AUC = {roc_auc_score(y, probs):.4f}')
     ax.plot([0, 1], [0, 1], 'k--', lw=1, label='chance')
     ax.set(xlabel='false positive rate (1 - specificity)', ylabel='true positive rate (sensitivity)', title='ROC',
@@ -80,7 +77,7 @@ def plot_confusion(cm, # [[tn,fp],[fn,tp]]
                   )->Path:
     "The 2x2 confusion matrix with counts and row percentages."
     cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(4, 3.6))
+    fig = Figure(figsize=(4, 3.6)); ax = fig.subplots()
     ax.imshow(cm, cmap='Blues')
     rows = cm.sum(1, keepdims=True).clip(1)
     for i in range(2):
@@ -119,7 +116,7 @@ def plot_errors(imgs, # uint8 patches, NHWC; or a function `imgs(idx)` that read
     shown = np.concatenate([np.asarray(i, dtype=int) for i in groups.values()])
     pix = dict(zip(shown.tolist(), imgs(shown) if callable(imgs) else imgs[shown]))  # only the patches shown are read
     ncols, per = min(k, 8), math.ceil(k/min(k, 8))
-    fig, axs = plt.subplots(2*per, ncols, figsize=(1.6*ncols, 1.9*2*per+0.4), squeeze=False)
+    fig = Figure(figsize=(1.6*ncols, 1.9*2*per+0.4)); axs = fig.subplots(2*per, ncols, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for g,(name,idx) in enumerate(groups.items()):
         rows = axs[g*per:(g+1)*per].flat

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from torch import nn
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from fastcore.basics import listify, store_attr
 from fastcore.docments import docments
@@ -200,7 +200,6 @@ def plot_curves(hist:pd.DataFrame, # history.csv: epoch, train_loss, valid_loss,
                 fn:str|Path, # the PNG to write
                )->Path:
     "Loss and validation ROC AUC per epoch, side by side, written atomically."
-    from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.4)); a1, a2 = fig.subplots(1, 2)
     a1.plot(hist.epoch, hist.train_loss, 'o-', label='train'); a1.plot(hist.epoch, hist.valid_loss, 'o-', label='valid')
     a1.set(xlabel='epoch', ylabel='loss', title='Loss'); a1.legend()
