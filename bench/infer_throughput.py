@@ -15,7 +15,8 @@ import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section
 from histo_lib.models import build_model
-from histo_lib.infer import Predictor, onnx_available, tta_n_views
+from histo_lib.infer import Predictor, onnx_available
+from histo_lib.data import tta_n_views
 from histo_lib.synth import synth_patches
 
 def frozen_script(model, crop):

@@ -126,7 +126,7 @@ def _version():
     import histo_lib; return f'histo_lib {histo_lib.__version__}'
 
 # %% ../nbs/11_cli.ipynb #06-cli-007
-infer_settings = dict(tta='tta', infer_bs='bs')  # settings.ini keys that feed `predict`, and its parameter names
+infer_settings = ('tta', 'infer_bs')  # the settings.ini keys that feed prediction: `predict`'s tta and bs
 
 def _settings(a)->dict:
     "Settings (packaged, the user's, the recipe), every given flag over them; a key nobody reads is one line naming it."

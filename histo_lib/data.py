@@ -23,14 +23,14 @@ from .core import HistoError, show_some, atomic_write, atomic_path, write_json, 
 from .stain import get_normalizer, normalize_batch, HEDJitter, StainNormalizer
 
 # %% auto #0
-__all__ = ['img_exts', 'h5_fmt', 'tta_names', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels', 'check_unique',
-           'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir', 'cache_key',
-           'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
+__all__ = ['img_exts', 'h5_fmt', 'tta_n_views', 'tta_names', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels',
+           'check_unique', 'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'cache_dir',
+           'cache_key', 'read_patches', 'BadItems', 'decode_items', 'patch_stats', 'outlier_flags', 'duplicate_groups',
            'read_groups', 'split_items', 'histo_splitter', 'center_crop', 'channel_stats', 'to_input', 'dihedral',
-           'DihedralFlip', 'ColorJitter', 'tta_views', 'PatchCrop', 'PatchStore', 'PatchReader', 'HistoDL',
-           'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'dls_of', 'has_split', 'predict_items',
-           'labelled_items', 'stain_normalise', 'fit_stain_norm', 'stain_from_state', 'histo_dls', 'array_dls',
-           'summarize']
+           'DihedralFlip', 'ColorJitter', 'check_tta', 'tta_view', 'tta_views', 'PatchCrop', 'PatchStore',
+           'PatchReader', 'HistoDL', 'histo_tfms', 'LabelOf', 'histo_dblock', 'HistoDataLoaders', 'dls_of', 'has_split',
+           'predict_items', 'labelled_items', 'stain_normalise', 'fit_stain_norm', 'stain_from_state', 'histo_dls',
+           'array_dls', 'summarize']
 
 # %% ../nbs/02_data.ipynb #01-data-005
 img_exts = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -509,16 +509,28 @@ class ColorJitter(RandTransform):
         return TensorImage(x.clamp_(0,1))
 
 # %% ../nbs/02_data.ipynb #02-data-tta
-tta_names = ('none', 'flip', 'dihedral')
+tta_n_views = dict(none=1, flip=2, dihedral=8)  # test-time augmentation: the exact views each kind averages over
+tta_names = tuple(tta_n_views)
+
+def check_tta(tta:str # 'none', 'flip' or 'dihedral'
+             )->int:
+    "How many views `tta` averages over; an unknown name is one line that lists the known ones."
+    if tta not in tta_n_views: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
+    return tta_n_views[tta]
+
+def tta_view(xb:torch.Tensor, # NCHW batch
+             tta:str, # 'none', 'flip' or 'dihedral'
+             k:int, # which view: 0 (the batch itself) to `check_tta(tta)-1`
+            )->torch.Tensor:
+    "View `k` of the views `tta` averages over, made on its own."
+    if tta=='flip': return xb.flip(-1) if k else xb
+    return dihedral(xb, k) if tta=='dihedral' else xb
 
 def tta_views(xb:torch.Tensor, # NCHW batch
               tta:str='dihedral', # 'none', 'flip' or 'dihedral'
              )->list:
     "The views of `xb` that test-time augmentation averages over: 1, 2 or 8 exact tensors shaped like `xb`."
-    if tta not in tta_names: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
-    if tta=='none': return [xb]
-    if tta=='flip': return [xb, xb.flip(-1)]
-    return [dihedral(xb, k) for k in range(8)]
+    return [tta_view(xb, tta, k) for k in range(check_tta(tta))]
 
 # %% ../nbs/02_data.ipynb #02-data-crop
 class PatchCrop(RandTransform):

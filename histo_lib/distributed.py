@@ -94,7 +94,7 @@ def decode_shared(items:pd.DataFrame, # the items `histo_dls` will decode (same 
         cdir.mkdir(parents=True, exist_ok=True)
         np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(srcs), patch_size, patch_size, 3)).flush()
     distrib_barrier()
-    lo, hi = np.linspace(0, len(srcs), world+1).astype(int)[rank:rank+2]
+    blk = my_block(len(srcs)); lo, hi = blk.start, blk.stop
     try:
         arr, bad = np.load(tmp, mmap_mode='r+'), BadItems()
         _decode_into(arr[lo:hi], srcs[lo:hi], bad, bs, progress=rank==0)

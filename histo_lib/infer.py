@@ -14,20 +14,14 @@ from fastprogress.fastprogress import progress_bar
 from fastcore.basics import store_attr
 from .core import HistoError, show_some, atomic_path, require, progress_mode
 from .stain import normalize_batch
-from .data import read_patches, to_input, cache_dir, tta_names, tta_views, stain_from_state
+from .data import read_patches, to_input, cache_dir, tta_names, check_tta, tta_views, stain_from_state
 from .models import load_artefact
 from .distributed import n_procs, is_worker, init_distrib, my_block, gather_blocks, launch
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['tta_n_views', 'ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx',
-           'OnnxModel', 'Predictor', 'predict']
-
-# %% ../nbs/06_infer.ipynb #04-infer-005
-tta_n_views = dict(none=1, flip=2, dihedral=8)  # the views are `histo_lib.data.tta_views`, shared with `HistoLearner.tta`
-
-def _check_tta(tta:str):
-    if tta not in tta_names: raise HistoError(f"Unknown TTA '{tta}': use one of {', '.join(tta_names)}.")
+__all__ = ['ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx', 'OnnxModel', 'Predictor',
+           'predict']
 
 # %% ../nbs/06_infer.ipynb #04-infer-009
 def _device(model:nn.Module)->torch.device:
@@ -54,9 +48,8 @@ def predict_batch(model:nn.Module, # in eval mode, returning one logit per image
                   max_forward:int=128, # most images in one forward pass (at least one image's views when stacked)
                  )->torch.Tensor:
     "Probabilities (bs,), float64: sigmoid of the logits averaged over the TTA views."
-    _check_tta(tta)
+    nv, xb = check_tta(tta), xb.to(_device(model))
     if max_forward<1: raise HistoError(f"max_forward must be at least 1, got {max_forward}.")
-    nv, xb = tta_n_views[tta], xb.to(_device(model))
     fmt = _memory_format(xb)
     step = max(1, max_forward//nv) if stack_views else max_forward
     logits = []  # (nv, chunk) per chunk of images
@@ -198,12 +191,12 @@ class Predictor:
                  max_forward:int=128, # most images in one forward pass: bounds memory whatever bs and tta are
                  backend:str='auto', # 'torch', 'onnx' (ONNX Runtime, CPU) or 'auto': onnx on CPU when installed
                 ):
-        _check_tta(tta)
+        check_tta(tta)
         if ensemble not in ensemble_methods: raise HistoError(f"Unknown ensemble method '{ensemble}': use {' or '.join(ensemble_methods)}.")
         if backend not in backends: raise HistoError(f"Unknown backend '{backend}': use one of {', '.join(backends)}.")
         if bs<1 or max_forward<1: raise HistoError(f"bs and max_forward must be at least 1, got {bs} and {max_forward}.")
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        srcs = run_dirs if isinstance(run_dirs, (list, tuple)) and not _is_pair(run_dirs) else [run_dirs]
+        self.srcs = srcs = run_dirs if isinstance(run_dirs, (list, tuple)) and not _is_pair(run_dirs) else [run_dirs]  # one per model
         if not srcs: raise HistoError("No models given: pass at least one run folder.")
         models, self.cfgs = zip(*[self._load(o) for o in srcs])
         self.norms = [_stain_norm(c, 'model' if _is_pair(o) else str(o)) for c,o in zip(self.cfgs, srcs)]

@@ -148,12 +148,13 @@ def _device_name()->str:
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-021
 def find_weights(root:str|Path, # Kaggle's input root
                  name:str, # a path, or the file name of an attached checkpoint (e.g. 'pytorch_model.bin', 'model.safetensors')
+                 max_depth:int=6, # folder levels to look in: a Kaggle Model mounts as <model>/<framework>/<variation>/<version>/
                 )->str:
-    "The checkpoint `name` names: the path itself, else the shallowest file of that name under `root`."
+    "The checkpoint `name` names: the path itself, else the shallowest file of that name under `root` (see `find_dir`)."
     if Path(name).is_file(): return str(name)
-    hits = sorted(Path(root).rglob(Path(name).name), key=lambda p: len(p.parts))
-    if not hits: raise HistoError(f"WEIGHTS={name!r}: no such file under {root}; attach the timm checkpoint as a Kaggle Model or dataset.")
-    return str(hits[0])
+    d = find_dir(root, Path(name).name, max_depth)
+    if d is None: raise HistoError(f"WEIGHTS={name!r}: no such file under {root}; attach the timm checkpoint as a Kaggle Model or dataset.")
+    return str(d/Path(name).name)
 
 def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict' with an attached model
                arch:str='reference', epochs:int=4, crop:int=64, bs:int=32, lr:float=2e-3, # training settings

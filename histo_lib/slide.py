@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 import histo_lib
 from .core import HistoError, show_some, atomic_write, atomic_path, write_json, patch_size
-from .infer import Predictor, ensemble, _is_pair
+from .infer import Predictor, ensemble
 from .synth import synth_patches
 
 # %% auto #0
@@ -533,8 +533,7 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
     crop = max(c['crop'] for c in predictor.cfgs)
     if (tile or patch_size)<crop: raise HistoError(f"A {tile}px tile is smaller than the model's {crop}px input; use --tile {crop} or more.")
     _model_mpp(predictor.cfgs)  # one resolution for all models
-    srcs = run_dirs if isinstance(run_dirs, (list, tuple)) and not _is_pair(run_dirs) else [run_dirs]
-    runs = [str(o) if isinstance(o, (str, Path)) else f"{o[1].get('arch')} (in memory)" for o in srcs]
+    runs = [str(o) if isinstance(o, (str, Path)) else f"{o[1].get('arch')} (in memory)" for o in predictor.srcs]
     for p in todo:
         try:
             with _tifffile_log(), Slide(p, reader, mpp) as s, warnings.catch_warnings():

@@ -23,7 +23,7 @@ from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
 from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable
-from .data import histo_dls, array_dls, tta_views, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
+from .data import histo_dls, array_dls, tta_view, check_tta, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
 from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
 from .callbacks import *
@@ -63,7 +63,7 @@ class _View(Callback):
     "Show the model view `k` of the TTA views of each batch."
     order = -5
     def __init__(self, tta:str, k:int): store_attr()
-    def before_batch(self): self.learn.xb = (tta_views(self.xb[0], self.tta)[self.k], *self.xb[1:])
+    def before_batch(self): self.learn.xb = (tta_view(self.xb[0], self.tta, self.k), *self.xb[1:])
 
 class HistoLearner(Learner):
     "A fastai `Learner` whose `tta` averages the exact dihedral views of each patch, as `histo predict` does."
@@ -73,8 +73,7 @@ class HistoLearner(Learner):
            ):
         "`(probs, targs)`: sigmoid probabilities averaged over the exact TTA views (no resampling, no random crops)."
         dl = dl or self.dls[ds_idx].new(shuffled=False, drop_last=False)
-        n = len(tta_views(torch.zeros(1,1,2,2), tta))
-        outs = [self.get_preds(dl=dl, cbs=_View(tta, k)) for k in range(n)]
+        outs = [self.get_preds(dl=dl, cbs=_View(tta, k)) for k in range(check_tta(tta))]
         return torch.stack([p for p,_ in outs]).mean(0), outs[0][1]
 
 def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
