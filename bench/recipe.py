@@ -1,5 +1,5 @@
-"""Recipe search on pcam-sample: train named variants on train/ (validation = valid/), then score valid/ with and
-without dihedral TTA. Every variant ever run is kept in bench/recipe_rows.json and the whole table is rewritten
+"""Recipe search on pcam-sample: train named variants on train/ (validation = valid/), then score valid/ and its two fixed
+halves (A: where variants are chosen; B: the estimate no choice has seen) with and without dihedral TTA. Every variant ever run is kept in bench/recipe_rows.json and the whole table is rewritten
 into the `recipe` section of bench/RESULTS.md.
 
     HISTO_CACHE=/work/cache python bench/recipe.py ref48_e2 mnv3_64_e3      # run these variants
@@ -23,7 +23,7 @@ from _results import write_section
 from sklearn.metrics import roc_auc_score
 from histo_lib.core import load_settings, set_threads, packaged_settings
 from histo_lib.data import load_items, decode_items
-from histo_lib.train import train, run_params
+from histo_lib.train import train, run_params, recipe_params
 from histo_lib.infer import predict
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -97,9 +97,27 @@ def train_gflop(model, crop:int)->float:
 
 def device_name()->str: return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
 
+HALF_SEED = 0  # fixed once: never change it, or half B stops being untouched
+
 def valid_pixels():
+    "valid/ pixels, labels, and its fixed halves: `half` True for half A (where variants are chosen), False for half B (reported)."
     items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
-    return np.asarray(x), items['label'].values
+    y = items['label'].values
+    order = np.argsort(items['src'].map(lambda p: Path(str(p)).name).values, kind='stable')  # by file name: independent of listing order
+    rng, half = np.random.default_rng(HALF_SEED), np.zeros(len(y), bool)
+    for c in (0, 1):
+        idx = order[y[order]==c]
+        half[rng.permutation(idx)[:len(idx)//2]] = True
+    return np.asarray(x), (y, half)
+
+def aucs_of(run_dir:Path, xv, yv)->dict:
+    "AUC on the whole valid/ and on each half, with and without the default dihedral TTA."
+    y, half = yv; res = {}
+    for tta, key in (('none', 'valid_auc'), ('dihedral', 'tta_auc')):
+        p = predict([run_dir], xv, tta=tta, backend='torch', progress=False)
+        res[key] = round(roc_auc_score(y, p), 4)
+        res[f'A_{key}'], res[f'B_{key}'] = round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)
+    return res
 
 def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     kw = dict(kw); out = RUNS/name
@@ -107,13 +125,9 @@ def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     t = time.time()
     learn = train(data, out, **{'patience': 0, **kw, 'valid': str(ROOT)})
     secs = time.time()-t
-    aucs = {}
-    for tta in ('none', 'dihedral'):
-        p = predict([out], xv, tta=tta, backend='torch', progress=False)
-        aucs[tta] = roc_auc_score(yv, p)
+    aucs = aucs_of(out, xv, yv)
     hist = pd.read_csv(out/'history.csv')
-    row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), valid_auc=round(aucs['none'], 4),
-               tta_auc=round(aucs['dihedral'], 4), epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
+    row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), **aucs, epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
                params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(),
                train_gflop=round(train_gflop(learn.model, learn.dls.crop), 4))
     print(json.dumps(row), flush=True)
@@ -123,7 +137,7 @@ def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
     "A row for a run trained elsewhere (e.g. by `histo train --recipe ...`), with `/usr/bin/time -v` wall time if logged."
     import re
     cfg = json.loads((Path(run_dir)/'model.json').read_text()); tr = cfg['train']
-    aucs = {t: roc_auc_score(yv, predict([run_dir], xv, tta=t, backend='torch', progress=False)) for t in ('none', 'dihedral')}
+    aucs = aucs_of(Path(run_dir), xv, yv)
     hist = pd.read_csv(Path(run_dir)/'history.csv')
     wall = None
     if time_log:
@@ -131,8 +145,8 @@ def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
         if m: wall = sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':'))))
     row = dict(name=name, n_train=tr.get('n_train', 0), arch=cfg['arch'], crop=str(cfg['crop']), epochs=str(tr['epochs']), lr=str(tr['lr']),
                bs=str(tr['bs']), model_kwargs=str(cfg['model_kwargs']), train_s=round(tr['seconds']),
-               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','bf16','channels_last') if tr.get(k)},
-               **({'process_wall_s': round(wall)} if wall else {}), valid_auc=round(aucs['none'], 4), tta_auc=round(aucs['dihedral'], 4),
+               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','lighting','keep','wd','bf16','channels_last') if tr.get(k) not in (None, 0, False, 'best')},
+               **({'process_wall_s': round(wall)} if wall else {}), **aucs,
                epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1), params=cfg['n_params'])
     print(json.dumps(row), flush=True)
     return row
@@ -150,12 +164,14 @@ def est_cpu_min(r, rate)->str:
     return f"{r['train_gflop']*r['n_train']*int(r.get('epochs') or 0)/rate/60:.0f}"
 
 def table(rows, rate:float)->str:
-    hdr = ("| variant | device | n_train | arch | crop | epochs | lr | extra | params | train s | est. 2-core min | valid AUC | TTA AUC (dihedral) | AUC per epoch | load |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop'}
+    hdr = ("| variant | device | n_train | arch | crop | epochs | lr | extra | params | train s | est. 2-core min | valid AUC | TTA AUC (dihedral) | "
+           "half A TTA AUC (choose) | half B TTA AUC (report) | AUC per epoch | load |\n" + "|---"*17 + "|\n")
+    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop',
+           'A_valid_auc','B_valid_auc','A_tta_auc','B_tta_auc'}
+    half = lambda r, k: f"{r[k]:.4f}" if k in r else '-' 
     return hdr + '\n'.join(f"| {r['name']} | {r.get('device', 'cpu')} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
                            f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
-                           f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
+                           f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {half(r, 'A_tta_auc')} | {half(r, 'B_tta_auc')} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -171,7 +187,7 @@ def main():
     todo = {n: VARIANTS[n] for n in a.variants}
     if a.settings:
         s = load_settings(packaged_settings, a.settings)  # the recipe exactly as `histo train --recipe` runs it
-        todo[f'settings:{a.settings}'] = {k:v for k,v in s.items() if k in run_params() or k.startswith('model_')}
+        todo[f'settings:{a.settings}'] = recipe_params(s)
     xv, yv = valid_pixels()
     fn = ROWS  # every variant ever run: the table is rebuilt from it
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
@@ -183,8 +199,13 @@ def main():
         rows = [r for r in rows if (r['name'], r['n_train'])!=(name, row['n_train'])] + [row]
         fn.write_text(json.dumps(rows, indent=1))
     rate = cpu_gflops()
-    body = ("## Recipe search on pcam-sample (train/ 20k or a balanced subsample; scored on the full valid/ 3k, slide-disjoint)\n\n"
-            "valid AUC: the saved model (best epoch by valid AUC), no TTA; TTA AUC: mean of the 8 dihedral views. "
+    body = ("## Recipe search on pcam-sample (train/ 20k or a balanced subsample; scored on valid/ 3k, slide-disjoint, and its two fixed halves)\n\n"
+            "**Protocol (issue 16).** valid/ is cut once into two fixed halves of 1,500 patches (stratified by label, seeded "
+            f"{HALF_SEED}, by file name; `valid_pixels`): variants are compared and the recipe chosen on **half A** only; "
+            "**half B**, which no choice looked at, is the estimate to report. Rows from before the halves existed show '-' there "
+            "(those recipes were chosen on the whole of valid/). Runs with `keep=last` end with their last weights, so valid/ "
+            "chose nothing inside them either; older rows kept the best epoch by valid AUC.\n\n"
+            "valid AUC: the saved model, no TTA; TTA AUC: mean of the 8 dihedral views (the default). "
             "train s: wall seconds of `train()` incl. data loading on the shared 2-core machine (load = 1-min load average "
             "at the end; other jobs shared the cores, so times are upper bounds). One torch thread per run: with 2 threads on the "
             "oversubscribed cores torch spin-waits and trains ~3x slower (reference CNN crop 64: 8.6 vs 26.5 img/s at load 5). "

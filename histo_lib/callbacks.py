@@ -11,13 +11,14 @@ from fastcore.basics import store_attr
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
+from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import rank_distrib
 from .core import HistoError, write_json, atomic_path, progress_mode
 
 # %% auto #0
-__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16', 'EMA',
-           'ProgressLog']
+__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16',
+           'cuda_bf16_native', 'mixed_precision', 'EMA', 'ProgressLog']
 
 # %% ../nbs/04_callbacks.ipynb #03-train-008
 def _atomic_save(learn:Learner, fn:Path, with_opt:bool=True)->Path:
@@ -117,6 +118,17 @@ class BF16(Callback):
     def after_batch(self): self._exit()  # also when a batch was cancelled before its loss
     def _exit(self):
         if self.ac is not None: self.ac.__exit__(None, None, None); self.ac = None
+
+def cuda_bf16_native(device)->bool:
+    "Whether `device` is a CUDA GPU with bfloat16 in hardware (Ampere and later; not a T4 or P100)."
+    device = torch.device(device)
+    return device.type=='cuda' and torch.cuda.is_bf16_supported(including_emulation=False)
+
+def mixed_precision(device)->Callback:
+    "`BF16` on a CPU and on GPUs with bfloat16; fastai's float16 `MixedPrecision` (with loss scaling) on older GPUs (T4, P100)."
+    device = torch.device(device or 'cpu')
+    return MixedPrecision() if device.type=='cuda' and not cuda_bf16_native(device) else BF16()
+
 
 # %% ../nbs/04_callbacks.ipynb #03-train-013
 class EMA(Callback):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np, pandas as pd
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
-from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample, check_writable, set_progress
+from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample, check_writable, set_progress, keep_freed_memory
 from .data import predict_items, labelled_items, read_patches
 from .models import load_artefact
-from .train import train, run_params, _nearest
+from .train import train, run_params, recipe_params, _nearest
 from .infer import predict
 from .submission import write_submission, validate_submission, check_submission
 from .evaluate import evaluate_preds
@@ -173,7 +173,7 @@ def cmd_train(a):
     s = _settings(a)
     data, out = s.pop('data', None), s.pop('out', None)
     if not data or not out: raise HistoError("train needs DATA and --out RUN_DIR (or data and out in settings.ini).")
-    params = {k:v for k,v in s.items() if (k in run_params() or k.startswith('model_'))}
+    params = recipe_params(s)
     set_threads()
     train(data, out, **params)
     if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 reports
@@ -261,7 +261,7 @@ def main(argv:list|None=None # arguments (default: sys.argv[1:])
     def _term(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)  # a kill stops like Ctrl-C: atomic writes undo
     old = signal.signal(signal.SIGTERM, _term) if threading.current_thread() is threading.main_thread() else None
     try:
-        set_progress(getattr(a, 'progress', None))
+        set_progress(getattr(a, 'progress', None)); keep_freed_memory()
         commands[a.cmd](a)
     except HistoError as e: _fail(a.cmd, f"error: {e}", 2)
     except KeyboardInterrupt as e:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #00-core-002
 from __future__ import annotations
-import os, random, tempfile, contextlib, json, importlib.resources
+import os, sys, ctypes, random, tempfile, contextlib, json, importlib.resources
 from pathlib import Path
 from configparser import ConfigParser
 import numpy as np
@@ -13,7 +13,7 @@ from fastcore.xtras import Config
 # %% auto #0
 __all__ = ['packaged_settings', 'patch_size', 'centre_size', 'HE_REF', 'progress_modes', 'HistoError', 'show_some',
            'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable', 'write_json', 'centre_box',
-           'stratified_sample', 'require', 'set_threads', 'set_progress', 'progress_mode']
+           'stratified_sample', 'require', 'set_threads', 'keep_freed_memory', 'set_progress', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -186,6 +186,22 @@ def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else 
     n = n or int(os.environ.get('HISTO_THREADS') or os.environ.get('OMP_NUM_THREADS') or 0) or cores
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+# %% ../nbs/00_core.ipynb #00-core-malloc
+_kept = None
+
+def keep_freed_memory()->bool:
+    "Ask glibc's malloc to keep freed memory for reuse instead of unmapping it (no mmap'd blocks, no trimming); once per process."
+    global _kept
+    if _kept is None:
+        _kept = False
+        if os.environ.get('HISTO_KEEP_FREED', '1')!='0' and sys.platform.startswith('linux'):
+            try: libc = ctypes.CDLL('libc.so.6')
+            except OSError: return _kept
+            M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4  # <malloc.h>
+            _kept = bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31-1) and libc.mallopt(M_TOP_PAD, 64<<20))
+    return _kept
+
 
 # %% ../nbs/00_core.ipynb #00-core-023
 import sys

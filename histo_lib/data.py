@@ -468,9 +468,10 @@ def to_input(x:np.ndarray, # uint8 NHWC pixels
 def dihedral(xb:torch.Tensor, # NCHW batch (or CHW)
              k:int # which of the 8 views: rotation by k%4 quarter turns, transposed when k>=4
             )->torch.Tensor:
-    "View `k` of the dihedral group of the square, exact (no resampling)."
+    "View `k` of the dihedral group of the square, exact (no resampling): `torch.rot90(xb, k%4, (-2,-1))` after the transpose."
     if k>=4: xb = xb.transpose(-2,-1)
-    return torch.rot90(xb, k%4, (-2,-1))
+    k %= 4  # rot90 spelt as flips and a transpose, which ONNX exports (the p4m model turns its filters with this)
+    return xb.flip(-1).transpose(-2,-1) if k==1 else xb.flip((-2,-1)) if k==2 else xb.flip(-2).transpose(-2,-1) if k==3 else xb
 
 class DihedralFlip(RandTransform):
     "Each image of a training batch gets one of the 8 dihedral views at random."

@@ -17,7 +17,7 @@ require('pytorch_grad_cam', 'extras', 'Grad-CAM (histo_lib.explain, histo explai
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from .data import to_input, center_crop
-from .models import RefCNN
+from .models import RefCNN, P4MCNN
 
 # %% auto #0
 __all__ = ['default_target_layer', 'gradcam', 'plot_explain', 'explain_to_png']
@@ -44,10 +44,10 @@ def _trace_feature_layer(model:nn.Module, size:int=64)->nn.Module|None:
     last = found[-1][1]
     return [m for m,o in found if o is last][-1]
 
-def default_target_layer(model:nn.Module # RefCNN, a timm model or any CNN returning (bs,1) logits
+def default_target_layer(model:nn.Module # RefCNN, P4MCNN, a timm model or any CNN returning (bs,1) logits
                         )->nn.Module:
     "The feature layer Grad-CAM explains by default: the last conv map before the head pools it."
-    if isinstance(model, RefCNN): return [m for m in model.features[-1] if not isinstance(m, nn.MaxPool2d)][-1]
+    if isinstance(model, (RefCNN, P4MCNN)): return [m for m in model.features[-1] if not isinstance(m, nn.MaxPool2d)][-1]  # before the last pool: twice the resolution
     layer = _trace_feature_layer(model, getattr(model, 'in_size', 64) or 64)
     if layer is None: raise HistoError(f"No convolutional feature map found in {type(model).__name__}; pass target_layer explicitly.")
     return layer

@@ -9,13 +9,14 @@ from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, show_some, write_json, atomic_write, stratified_sample
+from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory
 # the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'kernel_types', 'kaggle_paths', 'find_dir', 'find_competition',
-           'find_wheels', 'find_model', 'kernel_config', 'subset_items', 'phase', 'find_weights', 'run_kernel']
+           'find_wheels', 'find_model', 'kernel_config', 'subset_items', 'phase', 'find_weights', 'find_timm_model',
+           'kernel_params', 'run_kernel']
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-005
 def kaggle_paths(input_root:str|Path|None=None, # Kaggle's read-only inputs; None: $KAGGLE_INPUT or /kaggle/input
@@ -103,7 +104,7 @@ def _dirs_named(root:Path, name:str, max_depth:int):
         level = nxt
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
-kernel_types = dict(mode=str, arch=str, epochs=int, crop=int, bs=int, lr=float, tta=str, seed=int, model_dir=str,
+kernel_types = dict(mode=str, recipe=str, arch=str, epochs=int, crop=int, bs=int, lr=float, tta=str, seed=int, model_dir=str,
                     max_train=int, infer_bs=int, weights=str, freeze_epochs=int, nproc=int)
 
 def kernel_config(defaults:dict, # the kernel's CONFIG block, keys as in `kernel_types` (any case)
@@ -156,15 +157,38 @@ def find_weights(root:str|Path, # Kaggle's input root
     if d is None: raise HistoError(f"WEIGHTS={name!r}: no such file under {root}; attach the timm checkpoint as a Kaggle Model or dataset.")
     return str(d/Path(name).name)
 
+def find_timm_model(root:str|Path, # Kaggle's input root
+                    max_depth:int=6, # folder levels to look in (a Kaggle Model mounts four levels down)
+                   )->tuple|None:
+    "`(arch, weights file)` of a timm checkpoint attached under `root` in timm's hub layout (config.json naming its `architecture`, beside model.safetensors or pytorch_model.bin); None if there is none."
+    d = find_dir(root, 'config.json', max_depth)
+    if d is None: return None
+    try: arch = json.loads((d/'config.json').read_text()).get('architecture')
+    except (OSError, ValueError, AttributeError): return None
+    wfn = next((d/n for n in ('model.safetensors', 'pytorch_model.bin') if (d/n).is_file()), None)
+    return (arch, str(wfn)) if isinstance(arch, str) and wfn else None
+
+def kernel_params(recipe:str, # a recipe of the packaged settings.ini
+                  arch:str|None=None, # the architecture; when it is not the recipe's, the recipe's `model_*` keys are dropped
+                  **overrides, # run parameters that replace the recipe's; None values are ignored
+                 )->dict:
+    "The run parameters of `recipe` (as text, checked by `train`), with `arch` and the non-None `overrides` over them."
+    from histo_lib.core import load_settings, packaged_settings
+    from histo_lib.train import recipe_params
+    params = recipe_params(load_settings(packaged_settings, recipe))
+    if arch is not None and arch!=params.get('arch'): params = {k:v for k,v in params.items() if not k.startswith('model_')}
+    return {**params, **({'arch': arch} if arch else {}), **{k:v for k,v in overrides.items() if v is not None}}
+
 def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict' with an attached model
-               arch:str='reference', epochs:int=4, crop:int=64, bs:int=32, lr:float=2e-3, # training settings
+               recipe:str='kaggle-gpu', # settings.ini recipe that trains from scratch ('kaggle-gpu-pretrained' when starting from a timm checkpoint)
+               arch:str|None=None, epochs:int|None=None, crop:int|None=None, bs:int|None=None, lr:float|None=None, # override the recipe (None: the recipe's)
                tta:str='dihedral', # test-time augmentation: 'none', 'flip' or 'dihedral'
                seed:int=42,
                model_dir:str|None=None, # MODE predict: the attached model dataset (None: search all inputs)
                max_train:int|None=None, # train on a stratified sample of this many items (tests, dry runs)
                infer_bs:int=256, # images predicted at a time
-               weights:str|None=None, # a timm checkpoint to start from: a path, or a file name found under the inputs (a Kaggle Models source)
-               freeze_epochs:int=0, # with weights: epochs with the body frozen before the main run
+               weights:str|None=None, # a timm checkpoint to start from: a path or a file name under the inputs; None: an attached timm model (config.json + weights), if any and ARCH is unset
+               freeze_epochs:int|None=None, # with weights: epochs with the body frozen before the main run (None: the recipe's)
                nproc:int|None=None, # data-parallel processes, one per GPU; None: every GPU the session has (1 without GPUs)
                input_root:str|Path|None=None, working:str|Path|None=None, # default: see `kaggle_paths`
               )->dict:
@@ -174,6 +198,7 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
     from histo_lib.distributed import n_procs
     from histo_lib.submission import write_submission, validate_submission
     import histo_lib
+    keep_freed_memory()
     input_root, working = kaggle_paths(input_root, working)
     working.mkdir(parents=True, exist_ok=True)
     timings, t0 = {}, time.time()
@@ -193,10 +218,12 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
                 data = working/'train_items.csv'
                 with atomic_write(data) as f: items.to_csv(f, index=False)
             n_train = len(load_items(data, 'train'))
-            print(f"[histo] training {arch} at crop {crop} for {epochs} epochs on {n_train} items")
             wfn = find_weights(input_root, weights) if weights else None
-            if wfn: print(f"[histo] starting from {wfn}")
-            train(data, run, arch=arch, crop=crop, bs=bs, epochs=epochs, lr=lr, seed=seed, weights=wfn, freeze_epochs=freeze_epochs, nproc=nproc or 0)
+            if wfn is None and weights is None and arch is None and (found := find_timm_model(input_root)): arch, wfn = found
+            if wfn: recipe = f'{recipe}-pretrained' if recipe=='kaggle-gpu' else recipe; print(f"[histo] starting from {wfn}")
+            params = kernel_params(recipe, arch, epochs=epochs, crop=crop, bs=bs, lr=lr, seed=seed, freeze_epochs=freeze_epochs)
+            print(f"[histo] recipe {recipe}: " + ", ".join(f"{k}={v}" for k,v in params.items()) + f"; {n_train} items")
+            train(data, run, **params, weights=wfn, nproc=nproc or 0)
     elif mode=='predict':
         with phase('find model', timings): run = find_model(input_root, model_dir); print(f"[histo] model: {run}")
     else: raise HistoError(f"MODE must be 'train' or 'predict', not {mode!r}.")
@@ -207,7 +234,7 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
         fn = write_submission(test_items['id'], probs, working/'submission.csv', sample_submission=sample)
         notes = validate_submission(fn, sample)
     meta = json.loads((Path(run)/'model.json').read_text())
-    res = dict(mode=mode, submission=str(fn), n_test=len(test_items), n_train=n_train, model=str(run),
+    res = dict(mode=mode, recipe=recipe if mode=='train' else None, submission=str(fn), n_test=len(test_items), n_train=n_train, model=str(run),
                model_cfg={k:meta.get(k) for k in ('arch','crop','model_kwargs','valid_scores')}, tta=tta, seed=seed, device=_device_name(), nproc=n_procs(nproc or 0),
                histo_lib=histo_lib.__version__, histo_lib_file=str(Path(histo_lib.__file__).resolve()), notes=notes,
                timings=timings, total_s=round(time.time()-t0, 1))

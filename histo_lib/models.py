@@ -8,15 +8,18 @@ import difflib, json, numbers
 from pathlib import Path
 import torch, timm
 from torch import nn
+import torch.nn.functional as F
 from timm.models import register_model, build_model_with_cfg, load_checkpoint
 from fastai.layers import ConvLayer
 from safetensors.torch import save_file, load_file
 import histo_lib
 from .core import HistoError, show_some, atomic_path, write_json
+from .data import dihedral
 
 # %% auto #0
-__all__ = ['artefact_format', 'RefCNN', 'histo_refcnn', 'n_params', 'timm_name', 'build_model', 'pretrained_stats', 'body_head',
-           'save_artefact', 'load_artefact']
+__all__ = ['d4_mul', 'd4_inv', 'arch_aliases', 'artefact_format', 'RefCNN', 'histo_refcnn', 'n_params', 'P4MConv', 'P4MBatchNorm',
+           'P4MCNN', 'histo_p4m', 'timm_name', 'build_model', 'pretrained_stats', 'body_head', 'save_artefact',
+           'load_artefact']
 
 # %% ../nbs/03_models.ipynb #02-models-005
 def _conv_block(ni:int, nf:int, depth:int)->nn.Sequential:
@@ -41,13 +44,17 @@ class RefCNN(nn.Module):
     def forward(self, x): return self.head(self.pool(self.features(x)))
     def get_classifier(self)->nn.Module: return self.head  # timm's name for the head: the dense layers
 
+def _build_histo(cls, name:str, pretrained:bool, first_conv:str, **kwargs)->nn.Module:
+    "timm's `build_model_with_cfg` for one of our models: one logit, 96px inputs, head at `head.3`."
+    cfg = dict(num_classes=1, input_size=(3,96,96), mean=(0.5,)*3, std=(0.25,)*3, first_conv=first_conv, classifier='head.3')
+    kwargs['pretrained_cfg'] = kwargs.get('pretrained_cfg') or cfg
+    return build_model_with_cfg(cls, name, pretrained, **kwargs)
+
 @register_model
 def histo_refcnn(pretrained:bool=False, # load `pretrained_cfg_overlay=dict(file=...)` weights, as for any timm model
                  **kwargs):
     "The reference CNN in timm's registry: `timm.create_model('histo_refcnn', widths=..., dense=...)`."
-    cfg = dict(num_classes=1, input_size=(3,96,96), mean=(0.5,)*3, std=(0.25,)*3, first_conv='features.0.0.0', classifier='head.3')
-    kwargs['pretrained_cfg'] = kwargs.get('pretrained_cfg') or cfg
-    return build_model_with_cfg(RefCNN, 'histo_refcnn', pretrained, **kwargs)
+    return _build_histo(RefCNN, 'histo_refcnn', pretrained, first_conv='features.0.0.0', **kwargs)
 
 # %% ../nbs/03_models.ipynb #02-models-006
 def n_params(model:nn.Module # any torch module
@@ -55,17 +62,109 @@ def n_params(model:nn.Module # any torch module
     "Number of parameters in `model`."
     return sum(p.numel() for p in model.parameters())
 
+# %% ../nbs/03_models.ipynb #02-models-p4m
+def _d4_table()->tuple:
+    "Multiplication table of the dihedral group as `dihedral` numbers it (dihedral(dihedral(x,b),a) == dihedral(x,mul[a][b])), and inverses."
+    probe = torch.arange(9.).view(3,3)
+    views = [dihedral(probe, g) for g in range(8)]
+    which = lambda t: next(i for i,v in enumerate(views) if torch.equal(v, t))
+    mul = [[which(dihedral(dihedral(probe, b), a)) for b in range(8)] for a in range(8)]
+    return mul, [mul[a].index(0) for a in range(8)]
+
+d4_mul, d4_inv = _d4_table()
+
+class P4MConv(nn.Module):
+    "3x3 p4m group convolution: `ni` input fields (image channels when `lift`) to `nf` fields of 8 orientation channels."
+    def __init__(self, ni:int, # input fields (or plain channels when `lift`)
+                 nf:int, # output fields: nf*8 output channels, orientation fastest
+                 ks:int=3, # kernel size
+                 lift:bool=False, # the first layer: lift plain channels to fields
+                ):
+        super().__init__()
+        self.ni, self.nf, self.ks, self.lift = ni, nf, ks, lift
+        self.weight = nn.Parameter(torch.empty(nf, ni if lift else ni*8, ks, ks))  # 4-d, so channels-last applies
+        nn.init.kaiming_normal_(self.weight, nonlinearity='relu')
+        perm = [[d4_mul[d4_inv[g]][h] for h in range(8)] for g in range(8)]  # input orientation h as seen from output g
+        self.register_buffer('perm', torch.tensor(perm), persistent=False)
+    def filters(self)->torch.Tensor:
+        "The expanded bank (nf*8, ni*8 or ni, ks, ks): the learnt filters in each of the 8 views."
+        if self.lift: views = [dihedral(self.weight, g) for g in range(8)]
+        else:
+            w = self.weight.reshape(self.nf, self.ni, 8, self.ks, self.ks)
+            views = [dihedral(w[:, :, self.perm[g]], g).reshape(self.nf, self.ni*8, self.ks, self.ks) for g in range(8)]
+        return torch.stack(views, 1).flatten(0, 1)
+    def forward(self, x): return F.conv2d(x, self.filters(), padding=self.ks//2)
+
+class P4MBatchNorm(nn.Module):
+    "BatchNorm with one scale and shift per field; running statistics pooled over a field's 8 channels in eval mode."
+    def __init__(self, nf:int, # fields (nf*8 channels)
+                 eps:float=1e-5, momentum:float=0.1):
+        super().__init__()
+        self.nf, self.eps, self.momentum = nf, eps, momentum
+        self.weight, self.bias = nn.Parameter(torch.ones(nf)), nn.Parameter(torch.zeros(nf))
+        self.register_buffer('running_mean', torch.zeros(nf*8)); self.register_buffer('running_var', torch.ones(nf*8))
+    def pooled_stats(self)->tuple:
+        "Per-field mean and variance (within and between the 8 orientations), repeated for each channel."
+        m, v = self.running_mean.view(-1, 8), self.running_var.view(-1, 8)
+        mean = m.mean(1, keepdim=True)
+        var = v.mean(1, keepdim=True) + (m-mean).pow(2).mean(1, keepdim=True)
+        return mean.expand_as(m).flatten(), var.expand_as(v).flatten()
+    def forward(self, x):
+        w, b = self.weight.repeat_interleave(8), self.bias.repeat_interleave(8)
+        if self.training: return F.batch_norm(x, self.running_mean, self.running_var, w, b, True, self.momentum, self.eps)
+        return F.batch_norm(x, *self.pooled_stats(), w, b, False, 0., self.eps)
+
+def _p4m_block(ni:int, nf:int, depth:int, lift:bool)->nn.Sequential:
+    "`depth` x (p4m conv + BatchNorm + ReLU), the first lifting the image when `lift`, then a 2x2 max-pool."
+    layers = []
+    for i in range(depth): layers += [P4MConv(nf if i else ni, nf, lift=lift and i==0), P4MBatchNorm(nf), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+class P4MCNN(nn.Module):
+    "The reference CNN's shape on p4m fields, invariant to the 8 dihedral views: conv/pool blocks, then a dense head symmetrised over the views."
+    def __init__(self, widths:tuple=(4,8,16), # fields of each conv/pool block (x8 channels)
+                 depth:int|tuple=2, # p4m convolutions per block (one number, or one per block)
+                 dense:int=256, # units of the hidden dense layer
+                 p:float=0.5, # dropout before the output layer
+                 num_classes:int=1, # outputs (logits)
+                 in_chans:int=3, # input channels
+                 grid:int=4, # side of the grid the head sees (the reference CNN's 4x4)
+                ):
+        super().__init__()
+        widths = list(widths)
+        depths = list(depth) if isinstance(depth, (tuple, list)) else [depth]*len(widths)
+        if len(depths)!=len(widths): raise ValueError(f"depth {depth} needs one number per block of widths {widths}")
+        self.grid = grid
+        self.features = nn.Sequential(*[_p4m_block(ni, nf, d, i==0) for i,(ni,nf,d) in enumerate(zip([in_chans]+widths[:-1], widths, depths))])
+        self.head = nn.Sequential(nn.Linear(widths[-1]*grid*grid, dense), nn.ReLU(inplace=True), nn.Dropout(p), nn.Linear(dense, num_classes))
+    def pool(self, fmap:torch.Tensor)->torch.Tensor:
+        "The map max-pooled over each field's 8 orientations and averaged to a `grid` x `grid` layout, in its 8 dihedral views: (8, bs, fields*grid*grid)."
+        bs, nc, h, w = fmap.shape
+        inv = F.adaptive_avg_pool2d(fmap.view(bs, nc//8, 8, h, w).amax(2), self.grid)  # orientation-free, still laid out in space
+        return torch.stack([dihedral(inv, g) for g in range(8)]).flatten(2)
+    def forward(self, x): return self.head(self.pool(self.features(x))).mean(0)  # the head's logit averaged over the 8 views
+    def get_classifier(self)->nn.Module: return self.head
+
+@register_model
+def histo_p4m(pretrained:bool=False, # load `pretrained_cfg_overlay=dict(file=...)` weights, as for any timm model
+              **kwargs):
+    "The p4m CNN in timm's registry: `timm.create_model('histo_p4m', widths=..., dense=...)`; `--arch p4m`."
+    return _build_histo(P4MCNN, 'histo_p4m', pretrained, first_conv='features.0.0', **kwargs)
+
+
 # %% ../nbs/03_models.ipynb #02-models-010
+arch_aliases = dict(reference='histo_refcnn', p4m='histo_p4m')  # short names of our own models
+
 def timm_name(arch:str)->str:
-    "The timm name of `arch`: 'reference' is `histo_refcnn`; a timm name is checked, with close names when unknown."
-    name = 'histo_refcnn' if arch=='reference' else arch
+    "The timm name of `arch`: 'reference' is `histo_refcnn`, 'p4m' `histo_p4m`; a timm name is checked, with close names when unknown."
+    name = arch_aliases.get(arch, arch)
     if timm.is_model(name): return name
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     close += [n for n in timm.list_models(f'*{name.split("_")[0]}*') if n not in close]
-    raise HistoError(f"Unknown architecture '{arch}': use 'reference' or a timm name. "
+    raise HistoError(f"Unknown architecture '{arch}': use 'reference', 'p4m' or a timm name. "
                      f"Close timm names: {show_some(close) or 'none'}; `timm.list_models('*NAME*')` lists them all.")
 
-def build_model(arch:str='reference', # 'reference' (the reference CNN) or any timm architecture name
+def build_model(arch:str='reference', # 'reference' (the reference CNN), 'p4m' (the p4m CNN) or any timm architecture name
                 *, weights:str|Path|None=None, # a local .pth/.pt/.safetensors checkpoint to start from (timm's loader)
                 **kwargs # passed to `timm.create_model` (e.g. widths, dense for the reference CNN; drop_rate)
                )->nn.Module:

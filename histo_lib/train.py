@@ -22,7 +22,7 @@ from fastai.losses import BCEWithLogitsLossFlat
 from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
-from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable
+from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable, keep_freed_memory
 from .data import histo_dls, array_dls, tta_view, check_tta, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
 from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
@@ -32,7 +32,7 @@ from fastai.torch_core import rank_distrib
 
 # %% auto #0
 __all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner', 'fit_run', 'run_params', 'check_params',
-           'deterministic', 'plot_curves', 'train', 'load_run']
+           'recipe_params', 'deterministic', 'plot_curves', 'train', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -82,7 +82,7 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
                   model_kwargs:dict|None=None, # extra arguments to the architecture (e.g. widths, dense for 'reference')
                   label_smoothing:float=0., # targets smoothed towards 0.5 by this much
                   channels_last:bool=False, # NHWC memory format (faster CPU convolutions)
-                  bf16:bool=False, # bfloat16 autocast (2-3x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs)
+                  bf16:bool=False, # mixed precision: bfloat16 autocast (2-3x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs); float16 on a T4/P100
                   path:str|Path='.', # run folder: checkpoints/ and history.csv go here
                   cbs=None, # more callbacks
                  )->HistoLearner:
@@ -90,7 +90,7 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
     model = build_model(arch, weights=weights, **(model_kwargs or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
-                         splitter=body_head, path=Path(path), model_dir='checkpoints', cbs=listify(cbs)+([BF16()] if bf16 else [])+[ProgressLog()])
+                         splitter=body_head, path=Path(path), model_dir='checkpoints', cbs=listify(cbs)+([mixed_precision(dls.device)] if bf16 else [])+[ProgressLog()])
     learn.arch, learn.model_kwargs = arch, dict(model_kwargs or {})
     return learn
 
@@ -100,6 +100,7 @@ def fit_run(learn:Learner, # from `histo_learner`
             lr:float=2e-3, # peak learning rate (the head's, with pretrained weights)
             monitor:str='roc_auc', # metric (or 'valid_loss') that picks the best checkpoint and stops early
             patience:int=3, # epochs without improvement before stopping early (0: never)
+            keep:str='best', # weights the run ends with: 'best' epoch by `monitor` on the validation set, or 'last' (the validation set chooses nothing)
             resume:bool=False, # continue an interrupted run from checkpoints/last
             wd:float|None=None, # weight decay (None: fastai's 0.01)
             pct_start:float=0.25, # share of the one cycle spent warming up
@@ -108,14 +109,15 @@ def fit_run(learn:Learner, # from `histo_learner`
             lr_mult:float|None=None, # the body trains at lr/lr_mult (discriminative learning rates); None: 10 with pretrained weights, else 1
             cbs=None, # more callbacks
            )->Learner:
-    "One-cycle training with best/last checkpoints, a CSV history and early stopping; loads the best weights at the end."
+    "One-cycle training with best/last checkpoints, a CSV history and early stopping; ends with the best weights (or the last, `keep='last'`)."
+    if keep not in ('best', 'last'): raise HistoError(f"keep = {keep!r}: use 'best' (the best epoch by {monitor}) or 'last' (the final weights).")
     comp = np.less if 'loss' in monitor else np.greater
     (learn.path/learn.model_dir).mkdir(parents=True, exist_ok=True)
     if freeze_epochs and not resume:
         learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=listify(cbs)); learn.unfreeze()
     start = restore_checkpoint(learn) if resume else 0
     if start>=epochs: print(f"The run in {learn.path} already finished its {epochs} epochs."); return learn
-    run_cbs = [HistoryLog('history.csv', start), AtomicSaveModel(monitor=monitor, comp=comp, fname='best'), ResumeCheckpoint()]
+    run_cbs = [HistoryLog('history.csv', start), AtomicSaveModel(monitor=monitor, comp=comp, fname='best', at_end=keep=='last'), ResumeCheckpoint()]
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
     if ema: run_cbs.append(EMA(ema, resume=bool(start)))
@@ -178,6 +180,12 @@ def check_params(params:dict, # run parameters, by name (values or settings-file
             raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
     return res
 
+def recipe_params(settings:dict # settings as `load_settings` returns them (text values)
+                 )->dict:
+    "What `train` takes from `settings`: its run parameters and `model_*` keys, without the data and output folders."
+    return {k:v for k,v in settings.items() if (k in run_params() or k.startswith('model_')) and k not in ('data', 'out')}
+
+
 # %% ../nbs/05_train.ipynb #05-train-train
 def _call(f, params:dict, **extra):
     "`f` called with the run parameters it declares."
@@ -215,6 +223,7 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
           **params, # the run parameters of `histo_dls`, `histo_learner` and `fit_run` (see `run_params`); `model_*` go to the model
          )->Learner:
     "Train on the dataset at `data` and save the model artefact in `out`; every parameter is checked before anything is made."
+    keep_freed_memory()  # a training step's activations reuse freed memory instead of fresh pages (see `core`)
     out, t0 = Path(out), time.time()
     model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})

@@ -6,28 +6,26 @@ MODE 'predict' also needs a trained run folder (model.json + model.safetensors) 
 `histo-lib/histo-lib-model`. Edit the CONFIG block below, or override any of it with HISTO_<NAME> environment variables
 (HISTO_MODE, HISTO_EPOCHS, HISTO_MAX_TRAIN, ...); KAGGLE_INPUT and KAGGLE_WORKING move /kaggle/input and /kaggle/working.
 
-Time budget: Kaggle stops a GPU kernel after 9 hours. The default config was timed end to end on a GPU (run_kernel on a
-synthetic competition folder of 20,000 train + 5,000 test .tif files, each phase scaled to the full competition;
-`python bench/kaggle_projection.py --kernel`, bench/RESULTS.md section kaggle_measured), on an NVIDIA H200:
-  decode   220,025 train + 57,458 test .tif files at 3,402 files/s (one process)             1.4 min
-  train    4 epochs x 220,025 images (80/20 split, validation included) at 2,438 images/s     6.0 min
-  predict  57,458 test images x 8 dihedral views at 3,012 images/s                            0.3 min
-At bs 32 the small reference CNN is bound by fastai's per-batch Python work (~2.3 TFLOP/s used), so a T4 or P100 should
-take about the same ~10 minutes. Every phase's wall time is printed and saved in kernel_summary.json.
+Time budget: Kaggle stops a GPU kernel after 9 hours. The default RECIPE 'kaggle-gpu' (histo_lib's settings.ini: cpu-best's
+reference CNN at a third of its width, crop 96, 20 epochs, weight EMA, mixed precision) is projected from its FLOPs per image at a stated
+share of each card's float16 peak (`python bench/kaggle_projection.py --recipe kaggle-gpu`, bench/RESULTS.md section
+kaggle_recipe) to well under an hour for the full competition (220,025 train + 57,458 test images) on one T4 or P100.
+Every phase's wall time is printed and saved in kernel_summary.json, so a run's real figures can be read off its log.
 """
 # ---- CONFIG: edit here (or set HISTO_<NAME> environment variables) ---------------------------------------------------
 MODE = 'train'          # 'train': fit on the competition data here; 'predict': use an attached trained model
-ARCH = 'reference'      # 'reference' (the small CNN) or a timm architecture name (pretrained only through WEIGHTS)
-EPOCHS = 4
-CROP = 64               # centre crop the model sees (the label depends on the centre 32x32)
-BS = 32
-LR = 2e-3
+RECIPE = 'kaggle-gpu'   # settings.ini recipe: 'kaggle-gpu' (from scratch); 'kaggle-gpu-pretrained' is used by itself with a timm checkpoint
+ARCH = None             # None: the recipe's, or the architecture of an attached timm model (config.json); else 'p4m', 'reference' or a timm name
+EPOCHS = None           # None: the recipe's (these five override it)
+CROP = None             # centre crop the model sees (the label depends on the centre 32x32); the recipes use all 96 px
+BS = None
+LR = None
 TTA = 'dihedral'        # 'none', 'flip' or 'dihedral' (8 exact views)
 SEED = 42
 MODEL_DIR = None        # MODE 'predict': name of the attached model dataset (e.g. 'histo-lib-model'); None: search all
 MAX_TRAIN = None        # train on a stratified sample of this many images (quick dry runs); None: all
-WEIGHTS = None          # a timm checkpoint to start from (e.g. 'model.safetensors' of an attached Kaggle Model); None: from scratch
-FREEZE_EPOCHS = 0       # with WEIGHTS: epochs with the body frozen first (the body then trains at LR/10)
+WEIGHTS = None          # a timm checkpoint file to start from; None: an attached Kaggle Model in timm's layout, if any (and ARCH is None)
+FREEZE_EPOCHS = None    # with a checkpoint: epochs with the body frozen first (the body then trains at LR/10); None: the recipe's
 NPROC = None            # data-parallel processes, one per GPU; None: every GPU the session has (e.g. 2 on 'GPU T4 x2'), 1 on a CPU
 # -----------------------------------------------------------------------------------------------------------------------
 import os, sys, time, fnmatch, importlib, itertools, subprocess
@@ -69,7 +67,7 @@ def main():
     histo_lib = ensure_histo_lib()
     print(f"[histo] histo_lib {histo_lib.__version__} imported from {histo_lib.__file__} ({time.time()-T0:.1f} s)", flush=True)
     from histo_lib.kaggle import kernel_config, run_kernel
-    cfg = kernel_config(dict(MODE=MODE, ARCH=ARCH, EPOCHS=EPOCHS, CROP=CROP, BS=BS, LR=LR, TTA=TTA, SEED=SEED,
+    cfg = kernel_config(dict(MODE=MODE, RECIPE=RECIPE, ARCH=ARCH, EPOCHS=EPOCHS, CROP=CROP, BS=BS, LR=LR, TTA=TTA, SEED=SEED,
                              MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN, WEIGHTS=WEIGHTS, FREEZE_EPOCHS=FREEZE_EPOCHS,
                              NPROC=NPROC))
     print('[histo] config:', cfg, flush=True)

@@ -108,7 +108,8 @@ def test_one_parameter_source_from_any_folder(run, tmp_path):
     d, _ = run
     r = histo('train', d/'data', '--out', tmp_path/'cb', '--recipe', 'cpu-best', '--epochs', 1, cwd=tmp_path, env_umask=0o022)
     cfg = json.loads((tmp_path/'cb'/'model.json').read_text())
-    assert (cfg['crop'], cfg['train']['epochs'], cfg['train']['ema'], cfg['model_kwargs']['widths']) == (96, 1, 0.998, [16, 32, 64])
+    assert (cfg['arch'], cfg['crop'], cfg['train']['epochs'], cfg['train']['ema'], cfg['train']['keep'], cfg['model_kwargs']['widths']) == \
+           ('reference', 96, 1, 0.998, 'last', [16, 32, 64])
     assert [oct((tmp_path/'cb'/f).stat().st_mode & 0o777) for f in ('model.json', 'model.safetensors', 'curves.png')] == ['0o644']*3
     r = histo('train', d/'data', '--out', tmp_path/'big', '--crop', 128, cwd=tmp_path, ok=False)
     assert r.returncode==2 and 'crop = 128 is out of range' in r.stderr and 'Traceback' not in r.stderr
@@ -130,6 +131,22 @@ def test_transfer_learning_from_a_local_timm_checkpoint(run, tmp_path):
     assert r.returncode==2 and 'in1k.pth do not fit efficientnet_b0' in r.stderr and 'Traceback' not in r.stderr
     r = histo('train', d/'data', '--out', tmp_path/'tl3', '--weights', tmp_path/'none.pth', cwd=d, ok=False)
     assert r.returncode==2 and 'none.pth not found' in r.stderr
+
+def test_p4m_arch_onnx_tta_and_gradcam(run, tmp_path):
+    "Issue 16: `--arch p4m` trains, exports to ONNX (the CPU default backend) with the torch model's outputs, is invariant to the 8 views, and Grad-CAM explains it."
+    d, _ = run
+    histo('train', d/'data', '--out', tmp_path/'p4m', '--arch', 'p4m', '--crop', 32, '--patience', 0, cwd=d)
+    assert json.loads((tmp_path/'p4m'/'model.json').read_text())['arch']=='p4m'
+    probs = {}
+    for backend, tta in (('torch', 'none'), ('torch', 'dihedral'), ('onnx', 'dihedral')):
+        out = tmp_path/f'{backend}_{tta}.csv'
+        histo('predict', tmp_path/'p4m', d/'data', '--out', out, '--backend', backend, '--tta', tta, cwd=d)
+        probs[backend, tta] = pd.read_csv(out).label.values
+    assert probs['torch', 'none'].std() > 1e-3                                               # not a constant model
+    assert abs(probs['torch', 'dihedral'] - probs['torch', 'none']).max() < 1e-4             # one view is all 8 views
+    assert abs(probs['onnx', 'dihedral'] - probs['torch', 'dihedral']).max() < 1e-4          # ONNX runs the same model
+    histo('explain', tmp_path/'p4m', d/'data', '--out', tmp_path/'cam.png', '--n', 4, '--split', 'train', cwd=d)
+    assert (tmp_path/'cam.png').read_bytes()[:8]==b'\x89PNG\r\n\x1a\n'
 
 # --- issue 15: every bad input and fault gets one clear line and loses nothing -----------------------------------
 def _one_line(r, *wanted, code=2):
