@@ -140,7 +140,9 @@ class P4MCNN(nn.Module):
     def pool(self, fmap:torch.Tensor)->torch.Tensor:
         "The map max-pooled over each field's 8 orientations and averaged to a `grid` x `grid` layout, in its 8 dihedral views: (8, bs, fields*grid*grid)."
         bs, nc, h, w = fmap.shape
-        inv = F.adaptive_avg_pool2d(fmap.view(bs, nc//8, 8, h, w).amax(2), self.grid)  # orientation-free, still laid out in space
+        inv = fmap.view(bs, nc//8, 8, h, w).amax(2)  # orientation-free, still laid out in space
+        side = int(h)  # a constant for the ONNX tracer (the crop is fixed), which exports avg_pool2d but not an adaptive pool
+        inv = F.avg_pool2d(inv, side//self.grid) if side%self.grid==0 else F.adaptive_avg_pool2d(inv, self.grid)
         return torch.stack([dihedral(inv, g) for g in range(8)]).flatten(2)
     def forward(self, x): return self.head(self.pool(self.features(x))).mean(0)  # the head's logit averaged over the 8 views
     def get_classifier(self)->nn.Module: return self.head
