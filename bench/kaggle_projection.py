@@ -70,19 +70,20 @@ PER_BATCH_S, DECODE_RATE, VALID_PCT = 32/1878, 1000, 0.2
 def recipe_projection(recipe:str='kaggle-gpu'):
     "Project the full Kaggle run of a settings.ini recipe from its FLOPs per image at an assumed share of each card's fp16 peak."
     from histo_lib.kaggle import kernel_params
-    from histo_lib.train import check_params, _literal
+    from histo_lib.train import check_params, model_kwargs_of
     p = check_params(kernel_params(recipe))
-    kw = {k[6:]: _literal(v) for k,v in p.items() if k.startswith('model_')}  # as `train` reads them
+    kw = model_kwargs_of(p)
     model = build_model(p['arch'], **kw)
     f_train, f_inf = flops(model, p['crop'], True), flops(model.eval(), p['crop'], False)
     n_fit, n_val = N_TRAIN*(1-VALID_PCT), N_TRAIN*VALID_PCT
     rows = []
     for card, (peak, share) in FP16.items():
         rate = share*peak
-        train_s = p['epochs']*max(n_fit*f_train/rate, n_fit/p['bs']*PER_BATCH_S) + p['epochs']*n_val*f_inf/rate
+        fit_s = max(n_fit*f_train/rate, n_fit/p['bs']*PER_BATCH_S)  # one epoch's training: arithmetic or the per-batch floor
+        train_s = p['epochs']*(fit_s + n_val*f_inf/rate)
         pred_s = N_TEST*VIEWS*f_inf/rate
         dec_s = (N_TRAIN+N_TEST)/DECODE_RATE
-        rows.append(f"| {card} | {share:.0%} of {peak/1e12:.1f} TFLOP/s | {n_fit/ max(n_fit*f_train/rate, n_fit/p['bs']*PER_BATCH_S):,.0f} | "
+        rows.append(f"| {card} | {share:.0%} of {peak/1e12:.1f} TFLOP/s | {n_fit/fit_s:,.0f} | "
                     f"{dec_s/60:.1f} | {train_s/60:.1f} | {pred_s/60:.1f} | **{(dec_s+train_s+pred_s)/60:.0f} min** |")
     body = (f"## Kaggle recipe `{recipe}`, projected (`kaggle_recipe`)\n\n`python bench/kaggle_projection.py --recipe {recipe}`: "
             f"{p['arch']} {kw}, crop {p['crop']}, bs {p['bs']}, {p['epochs']} epochs; {f_train/1e9:.2f} GFLOP per training image, "

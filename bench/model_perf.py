@@ -18,7 +18,7 @@ from _results import write_section
 from train_throughput import pixels, run_fastai
 from recipe import train_gflop
 from histo_lib.core import load_settings, packaged_settings, keep_freed_memory
-from histo_lib.train import _literal
+from histo_lib.train import model_kwargs_of
 from histo_lib.models import build_model
 from histo_lib.infer import Predictor, onnx_available
 
@@ -47,7 +47,7 @@ def main():
     torch.set_num_threads(a.threads); keep_freed_memory()  # as `histo train` and `histo predict` run
     s = load_settings(packaged_settings, a.recipe)
     arch, crop, bs = s['arch'], int(s['crop']), int(s['bs'])
-    mk = {k[6:]: _literal(v) for k,v in s.items() if k.startswith('model_')}
+    mk = model_kwargs_of(s)
     load0 = os.getloadavg()[0]
     peak = {'float32': matmul_peak(torch.float32), 'bfloat16': matmul_peak(torch.bfloat16)}
     gflop = train_gflop(build_model(arch, **mk), crop)

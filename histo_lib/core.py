@@ -204,7 +204,6 @@ def keep_freed_memory()->bool:
 
 
 # %% ../nbs/00_core.ipynb #00-core-023
-import sys
 progress_modes = ('auto', 'bar', 'line', 'none')
 _progress = None
 

@@ -9,7 +9,7 @@ from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory
+from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings
 # the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
@@ -173,8 +173,7 @@ def kernel_params(recipe:str, # a recipe of the packaged settings.ini
                   **overrides, # run parameters that replace the recipe's; None values are ignored
                  )->dict:
     "The run parameters of `recipe` (as text, checked by `train`), with `arch` and the non-None `overrides` over them."
-    from histo_lib.core import load_settings, packaged_settings
-    from histo_lib.train import recipe_params
+    from histo_lib.train import recipe_params  # here, not at the top: the kernel imports this module before fastai
     params = recipe_params(load_settings(packaged_settings, recipe))
     if arch is not None and arch!=params.get('arch'): params = {k:v for k,v in params.items() if not k.startswith('model_')}
     return {**params, **({'arch': arch} if arch else {}), **{k:v for k,v in overrides.items() if v is not None}}

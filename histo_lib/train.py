@@ -32,7 +32,7 @@ from fastai.torch_core import rank_distrib
 
 # %% auto #0
 __all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner', 'fit_run', 'run_params', 'check_params',
-           'recipe_params', 'deterministic', 'plot_curves', 'train', 'load_run']
+           'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -227,7 +227,7 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
     out, t0 = Path(out), time.time()
     model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})
-    p['model_kwargs'] = {**{k[6:]:_literal(v) for k,v in p.items() if k.startswith('model_') and k!='model_kwargs'}, **model_kwargs}
+    p['model_kwargs'] = {**model_kwargs_of(p), **model_kwargs}
     if p['lr_mult'] is None: p['lr_mult'] = 10. if p['weights'] else 1.
     check_writable(out, is_dir=True)  # a run folder that cannot be made fails now, not after the decoding
     stats = pretrained_stats(p['arch']) if p['weights'] else None
@@ -260,6 +260,11 @@ def _literal(v):
     if not isinstance(v, str): return v
     try: return ast.literal_eval(v)
     except (ValueError, SyntaxError): return v
+
+def model_kwargs_of(params:dict # run parameters or settings, with `model_*` keys (text or values)
+                   )->dict:
+    "The architecture's arguments that the `model_*` keys of `params` spell: `model_widths='(16, 32, 64)'` -> `widths=(16, 32, 64)`."
+    return {k[6:]:_literal(v) for k,v in params.items() if k.startswith('model_') and k!='model_kwargs'}
 
 # %% ../nbs/05_train.ipynb #05-train-loadrun
 def load_run(run_dir:str|Path, # a run folder holding model.json + model.safetensors
