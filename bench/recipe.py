@@ -145,7 +145,7 @@ def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
         if m: wall = sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':'))))
     row = dict(name=name, n_train=tr.get('n_train', 0), arch=cfg['arch'], crop=str(cfg['crop']), epochs=str(tr['epochs']), lr=str(tr['lr']),
                bs=str(tr['bs']), model_kwargs=str(cfg['model_kwargs']), train_s=round(tr['seconds']),
-               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','lighting','keep','wd','bf16','channels_last') if tr.get(k) not in (None, 0, False, 'best')},
+               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','lighting','stain_aug','mixup','keep','wd','bf16','channels_last') if tr.get(k) not in (None, 0, False, 'best')},
                **({'process_wall_s': round(wall)} if wall else {}), **aucs,
                epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1), params=cfg['n_params'])
     print(json.dumps(row), flush=True)

@@ -24,7 +24,7 @@ __all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'History
 def _atomic_save(learn:Learner, fn:Path, with_opt:bool=True)->Path:
     "`learn.save` to `fn` (a .pth) under a temporary name, renamed when complete: a kill mid-write leaves the earlier file."
     if rank_distrib(): return fn  # one writer: fastai's `save` writes nothing on other ranks, whose empty temp file must not replace rank 0's
-    with atomic_path(fn) as tmp: learn.save(tmp.with_suffix(''), with_opt=with_opt)  # learn.save adds the .pth back
+    with atomic_path(fn) as tmp: learn.save(tmp.absolute().with_suffix(''), with_opt=with_opt)  # absolute: `learn.save` puts a relative name under path/model_dir; it adds the .pth back
     return fn
 
 class ResumeCheckpoint(Callback):

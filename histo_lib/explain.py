@@ -17,7 +17,7 @@ require('pytorch_grad_cam', 'extras', 'Grad-CAM (histo_lib.explain, histo explai
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from .data import to_input, center_crop
-from .models import RefCNN, P4MCNN
+from .models import RefCNN, P4MCNN, Members
 
 # %% auto #0
 __all__ = ['default_target_layer', 'gradcam', 'plot_explain', 'explain_to_png']
@@ -44,9 +44,10 @@ def _trace_feature_layer(model:nn.Module, size:int=64)->nn.Module|None:
     last = found[-1][1]
     return [m for m,o in found if o is last][-1]
 
-def default_target_layer(model:nn.Module # RefCNN, P4MCNN, a timm model or any CNN returning (bs,1) logits
-                        )->nn.Module:
-    "The feature layer Grad-CAM explains by default: the last conv map before the head pools it."
+def default_target_layer(model:nn.Module # RefCNN, P4MCNN, Members, a timm model or any CNN returning (bs,1) logits
+                        )->nn.Module|list:
+    "The feature layer Grad-CAM explains by default: the last conv map before the head pools it (`Members`: each member's)."
+    if isinstance(model, Members): return [default_target_layer(m) for m in model.members]  # Grad-CAM averages their maps
     if isinstance(model, (RefCNN, P4MCNN)): return [m for m in model.features[-1] if not isinstance(m, nn.MaxPool2d)][-1]  # before the last pool: twice the resolution
     layer = _trace_feature_layer(model, getattr(model, 'in_size', 64) or 64)
     if layer is None: raise HistoError(f"No convolutional feature map found in {type(model).__name__}; pass target_layer explicitly.")
@@ -55,7 +56,7 @@ def default_target_layer(model:nn.Module # RefCNN, P4MCNN, a timm model or any C
 # %% ../nbs/09_explain.ipynb #09-explain-009
 def gradcam(model:nn.Module, # returns logits (bs,1)
             xb:torch.Tensor, # normalised model input, NCHW float
-            target_layer:nn.Module|None=None, # feature layer to explain; None: `default_target_layer(model)`
+            target_layer:nn.Module|list|None=None, # feature layer (or layers) to explain; None: `default_target_layer(model)`
             bs:int=64, # images per Grad-CAM pass
            )->np.ndarray:
     "Grad-CAM maps towards the tumour logit, (bs,H,W) float32 in [0,1], same H and W as `xb`."
@@ -63,7 +64,7 @@ def gradcam(model:nn.Module, # returns logits (bs,1)
     was_training = model.training
     dev = next(model.parameters()).device
     try:
-        with GradCAM(model=model, target_layers=[layer]) as cam:  # puts the model in eval mode
+        with GradCAM(model=model, target_layers=layer if isinstance(layer, list) else [layer]) as cam:  # puts the model in eval mode
             maps = [cam(input_tensor=xb[i:i+bs].to(dev).requires_grad_(True),
                         targets=[BinaryClassifierOutputTarget(1)]*len(xb[i:i+bs])) for i in range(0, len(xb), bs)]
     finally:

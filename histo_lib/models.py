@@ -18,8 +18,8 @@ from .data import dihedral
 
 # %% auto #0
 __all__ = ['d4_mul', 'd4_inv', 'arch_aliases', 'artefact_format', 'RefCNN', 'histo_refcnn', 'n_params', 'P4MConv', 'P4MBatchNorm',
-           'P4MCNN', 'histo_p4m', 'timm_name', 'build_model', 'pretrained_stats', 'body_head', 'save_artefact',
-           'load_artefact']
+           'P4MCNN', 'histo_p4m', 'Members', 'timm_name', 'build_model', 'pretrained_stats', 'body_head',
+           'save_artefact', 'load_artefact']
 
 # %% ../nbs/03_models.ipynb #02-models-005
 def _conv_block(ni:int, nf:int, depth:int)->nn.Sequential:
@@ -154,6 +154,18 @@ def histo_p4m(pretrained:bool=False, # load `pretrained_cfg_overlay=dict(file=..
     return _build_histo(P4MCNN, 'histo_p4m', pretrained, first_conv='features.0.0', **kwargs)
 
 
+# %% ../nbs/03_models.ipynb #02-models-members
+class Members(nn.Module):
+    "A deep ensemble as one model: every member's logit in training (bs,n), a loss each; their mean logit in eval (bs,1)."
+    def __init__(self, models:list # the members, each returning (bs,1) logits from its own initialisation
+                ):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+    def forward(self, x):
+        out = torch.cat([m(x) for m in self.members], 1)
+        return out if self.training else out.mean(1, keepdim=True)
+    def get_classifier(self)->nn.Module: return nn.ModuleList([m.get_classifier() for m in self.members])  # every member's head
+
 # %% ../nbs/03_models.ipynb #02-models-010
 arch_aliases = dict(reference='histo_refcnn', p4m='histo_p4m')  # short names of our own models
 
@@ -168,9 +180,11 @@ def timm_name(arch:str)->str:
 
 def build_model(arch:str='reference', # 'reference' (the reference CNN), 'p4m' (the p4m CNN) or any timm architecture name
                 *, weights:str|Path|None=None, # a local .pth/.pt/.safetensors checkpoint to start from (timm's loader)
+                members:int=1, # models with their own initialisations, averaged as one (`Members`); 1: the model itself
                 **kwargs # passed to `timm.create_model` (e.g. widths, dense for the reference CNN; drop_rate)
                )->nn.Module:
     "A model returning one logit per image (bs,1), built by timm's registry; nothing is downloaded."
+    if members>1: return Members([build_model(arch, weights=weights, **kwargs) for _ in range(members)])
     name = timm_name(arch)
     if weights is None: return timm.create_model(name, pretrained=False, num_classes=1, **kwargs)
     fn = Path(weights)

@@ -21,6 +21,7 @@ from fastai.callback.schedule import fit_one_cycle  # patches Learner
 from fastai.losses import BCEWithLogitsLossFlat
 from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
+from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
 from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable, keep_freed_memory
 from .data import histo_dls, array_dls, tta_view, check_tta, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
@@ -37,11 +38,14 @@ __all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner', '
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
     "Binary cross-entropy on one logit, with targets smoothed towards 0.5 by `eps`; decodes to the 0/1 category."
+    y_int = True  # integer 0/1 targets: fastai's MixUp blends this loss of both labels rather than the labels themselves
     def __init__(self, eps:float=0.): super().__init__(); self.eps = eps
     def __call__(self, inp, targ, **kwargs):
         targ = targ.float()
         if self.eps: targ = targ*(1-self.eps) + 0.5*self.eps
-        return super().__call__(inp, targ, **kwargs)
+        n = inp.shape[1] if inp.ndim==2 else 1  # `Members` in training: a logit per member, each with its own loss
+        loss = super().__call__(inp, targ.view(-1, 1).repeat(1, n) if n>1 else targ, **kwargs)
+        return loss.view(-1, n).mean(1) if n>1 and loss.ndim else loss  # unreduced (MixUp): one loss per patch
     def decodes(self, x): return (x>self.thresh).long().view(-1)
 
 def _auc(preds, targs):
@@ -107,21 +111,23 @@ def fit_run(learn:Learner, # from `histo_learner`
             ema:float=0., # decay of an exponential moving average of the weights (e.g. 0.998; 0: off)
             freeze_epochs:int=0, # epochs with the body frozen before the main run (transfer learning)
             lr_mult:float|None=None, # the body trains at lr/lr_mult (discriminative learning rates); None: 10 with pretrained weights, else 1
+            mixup:float=0., # alpha of fastai's `MixUp`: each training patch blended with another by Beta(alpha, alpha), losses alike (0: off)
             cbs=None, # more callbacks
            )->Learner:
     "One-cycle training with best/last checkpoints, a CSV history and early stopping; ends with the best weights (or the last, `keep='last'`)."
     if keep not in ('best', 'last'): raise HistoError(f"keep = {keep!r}: use 'best' (the best epoch by {monitor}) or 'last' (the final weights).")
     comp = np.less if 'loss' in monitor else np.greater
     (learn.path/learn.model_dir).mkdir(parents=True, exist_ok=True)
+    cbs = listify(cbs) + ([MixUp(mixup)] if mixup else [])
     if freeze_epochs and not resume:
-        learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=listify(cbs)); learn.unfreeze()
+        learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=cbs); learn.unfreeze()
     start = restore_checkpoint(learn) if resume else 0
     if start>=epochs: print(f"The run in {learn.path} already finished its {epochs} epochs."); return learn
     run_cbs = [HistoryLog('history.csv', start), AtomicSaveModel(monitor=monitor, comp=comp, fname='best', at_end=keep=='last'), ResumeCheckpoint()]
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
     if ema: run_cbs.append(EMA(ema, resume=bool(start)))
-    learn.fit_one_cycle(epochs-start, slice(lr/lr_mult, lr) if lr_mult not in (None, 1) else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+listify(cbs))
+    learn.fit_one_cycle(epochs-start, slice(lr/lr_mult, lr) if lr_mult not in (None, 1) else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+cbs)
     return learn
 
 # %% ../nbs/05_train.ipynb #05-train-params
@@ -164,7 +170,8 @@ def _convert(k:str, v, types:tuple, where:str):
 
 _bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
-               lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None))
+               lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
+               mixup=(0, None))
 
 def check_params(params:dict, # run parameters, by name (values or settings-file text)
                  where:str='train', # named in errors: a function, a settings file or the command line

@@ -17,7 +17,7 @@ def run(tmp_path_factory):
     d = tmp_path_factory.mktemp('cli')
     (d/'settings.ini').write_text("[DEFAULT]\ncrop = 32\nepochs = 1\nbs = 32\ntta = flip\ninfer_bs = 64\n[tiny]\nepochs = 2\n")
     histo('synth', d/'data', '--n-train', 240, '--n-test', 48, '--seed', 3, cwd=d)
-    r = histo('train', d/'data', '--out', d/'run', cwd=d)
+    r = histo('train', 'data', '--out', 'run', cwd=d)  # relative folders, as typed: checkpoints must not land in run/checkpoints/run/checkpoints
     return d, r
 
 def test_synth_layout(run):
@@ -30,6 +30,7 @@ def test_train_artefact_uses_settings(run):
     cfg = json.loads((d/'run'/'model.json').read_text())
     assert cfg['crop']==32 and cfg['arch']=='reference' and cfg['train']['epochs']==1   # from ./settings.ini
     assert (d/'run'/'model.safetensors').exists() and len(pd.read_csv(d/'run'/'history.csv'))==1
+    assert {p.name for p in (d/'run'/'checkpoints').iterdir()} >= {'best.pth', 'last.json', 'last.0.pth'}
     assert 'Saved' in r.stdout
 
 def test_flags_override_settings(run, tmp_path):
@@ -40,9 +41,9 @@ def test_flags_override_settings(run, tmp_path):
 
 def test_speed_and_shift_flags_reach_training(run, tmp_path):
     d, _ = run
-    histo('train', d/'data', '--out', tmp_path/'r3', '--crop', 64, '--shift', 8, '--bf16', '--channels-last', cwd=d)
+    histo('train', d/'data', '--out', tmp_path/'r3', '--crop', 64, '--shift', 8, '--bf16', '--channels-last', '--mixup', 0.4, cwd=d)
     tr = json.loads((tmp_path/'r3'/'model.json').read_text())['train']
-    assert (tr['shift'], tr['bf16'], tr['channels_last'], tr['crop'])==(8, True, True, 64)
+    assert (tr['shift'], tr['bf16'], tr['channels_last'], tr['crop'], tr['mixup'])==(8, True, True, 64, 0.4)
     r = histo('train', d/'data', '--out', tmp_path/'r4', '--crop', 64, '--shift', 20, cwd=d, ok=False)
     assert r.returncode!=0 and 'can move by 0..16 px' in r.stderr                          # a shift that leaves the patch
 
@@ -146,6 +147,24 @@ def test_p4m_arch_onnx_tta_and_gradcam(run, tmp_path):
     assert abs(probs['torch', 'dihedral'] - probs['torch', 'none']).max() < 1e-4             # one view is all 8 views
     assert abs(probs['onnx', 'dihedral'] - probs['torch', 'dihedral']).max() < 1e-4          # ONNX runs the same model
     histo('explain', tmp_path/'p4m', d/'data', '--out', tmp_path/'cam.png', '--n', 4, '--split', 'train', cwd=d)
+    assert (tmp_path/'cam.png').read_bytes()[:8]==b'\x89PNG\r\n\x1a\n'
+
+def test_members_one_artefact_onnx_and_gradcam(run, tmp_path):
+    "Issue 16: `model_members = 2` trains a deep ensemble as one model: one artefact, ONNX with the torch outputs, Grad-CAM."
+    d, _ = run
+    (tmp_path/'ens.ini').write_text("[ens]\ncrop = 32\nepochs = 1\nbs = 32\nmodel_members = 2\nmodel_widths = (8, 16)\nmodel_dense = 32\n")
+    histo('train', d/'data', '--out', tmp_path/'ens', '--settings', tmp_path/'ens.ini', '--recipe', 'ens', cwd=d)
+    cfg = json.loads((tmp_path/'ens'/'model.json').read_text())
+    assert cfg['model_kwargs']=={'members': 2, 'widths': [8, 16], 'dense': 32}, cfg['model_kwargs']
+    from safetensors import safe_open
+    with safe_open(tmp_path/'ens'/'model.safetensors', 'pt') as f: keys = list(f.keys())
+    assert {k.split('.')[1] for k in keys if k.startswith('members.')}=={'0', '1'} and all(k.startswith('members.') for k in keys)
+    probs = {}
+    for backend in ('torch', 'onnx'):
+        histo('predict', tmp_path/'ens', d/'data', '--out', tmp_path/f'{backend}.csv', '--backend', backend, '--tta', 'flip', cwd=d)
+        probs[backend] = pd.read_csv(tmp_path/f'{backend}.csv').label.values
+    assert probs['torch'].std() > 1e-3 and abs(probs['onnx'] - probs['torch']).max() < 1e-4
+    histo('explain', tmp_path/'ens', d/'data', '--out', tmp_path/'cam.png', '--n', 4, '--split', 'train', cwd=d)
     assert (tmp_path/'cam.png').read_bytes()[:8]==b'\x89PNG\r\n\x1a\n'
 
 # --- issue 15: every bad input and fault gets one clear line and loses nothing -----------------------------------
