@@ -7,16 +7,13 @@ A probe, not a recipe: two runs cost two runs' time, which the row says; `Member
 import argparse, itertools, sys
 from pathlib import Path
 import numpy as np
-from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section
-from recipe import valid_pixels, ROOT
+from recipe import valid_pixels, halves, ROOT
 from histo_lib.core import set_threads
 from histo_lib.infer import predict
 
 def logit(p): p = np.clip(p, 1e-7, 1-1e-7); return np.log(p/(1-p))
-
-def halves(p, y, half)->tuple: return round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('runs', nargs='+', help='NAME=RUN_DIR'); ap.add_argument('--threads', type=int, default=None)

@@ -110,13 +110,17 @@ def valid_pixels():
         half[rng.permutation(idx)[:len(idx)//2]] = True
     return np.asarray(x), (y, half)
 
+def halves(p, y, half)->tuple:
+    "ROC AUC of probabilities (or logits) `p` on half A and on half B, to 4 decimals."
+    return round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)
+
 def aucs_of(run_dir:Path, xv, yv)->dict:
     "AUC on the whole valid/ and on each half, with and without the default dihedral TTA."
     y, half = yv; res = {}
     for tta, key in (('none', 'valid_auc'), ('dihedral', 'tta_auc')):
         p = predict([run_dir], xv, tta=tta, backend='torch', progress=False)
         res[key] = round(roc_auc_score(y, p), 4)
-        res[f'A_{key}'], res[f'B_{key}'] = round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)
+        res[f'A_{key}'], res[f'B_{key}'] = halves(p, y, half)
     return res
 
 def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
