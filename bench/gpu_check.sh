@@ -18,6 +18,7 @@ echo "== 2. whole-slide inference on the GPU"
 timeout ${T2:-150} python3 bench/slide_throughput.py --device cuda --threads 8
 if [ -f bench/ddp_gpu.sh ]; then echo "== 3. data-parallel wrapper on one GPU"; N=${N:-16000} PYTHON=python3 timeout ${T3:-200} bash bench/ddp_gpu.sh; fi
 # 4. The Kaggle kernel's default recipe on the real sample (both valid/ halves, train s -> img/s) when the sample is
-# there: pcam-sample's 157 MB of JPEGs exceed the device tool's 64 MiB carry, so put it at $HISTO_PCAM by other means.
+# there. pcam-sample's 98 MB of JPEGs exceed the device tool's 64 MiB carry: bench/gpu_recipe.sh carries it in three
+# calls and runs this recipe and a seed sweep (measured there on 2026-11-27).
 if [ -d "${HISTO_PCAM:-../shared/data/pcam-sample}/train" ]; then echo "== 4. kaggle-gpu recipe on pcam-sample"
   timeout ${T4:-420} python3 bench/recipe.py --settings kaggle-gpu; fi

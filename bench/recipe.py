@@ -4,8 +4,10 @@ into the `recipe` section of bench/RESULTS.md.
 
     HISTO_CACHE=/work/cache python bench/recipe.py ref48_e2 mnv3_64_e3      # run these variants
     python bench/recipe.py --settings cpu-best                              # the [cpu-best] section of settings.ini
+    python bench/recipe.py --settings cpu-best m2_e20 --settings-file bench/issue16_variants.ini --seed 43   # rows settings:NAME_seed43
     python bench/recipe.py --list
     python bench/recipe.py --score RUN_DIR --name cli:cpu-best --time-log LOG   # add a run trained by `histo train`
+    python bench/recipe.py --merge ROWS.json                                # add rows trained elsewhere (bench/gpu_recipe.sh)
 
 `n_train` < 20000 trains on a seeded, class-balanced subsample of train/ (for short exploration runs); valid/ is always
 the full 3,000. Only train/ and valid/ are ever read. HISTO_PCAM moves the data folder (default ../shared/data/pcam-sample)
@@ -26,6 +28,8 @@ from histo_lib.data import load_items, decode_items
 from histo_lib.train import train, run_params, recipe_params
 from histo_lib.infer import predict
 from torch.utils.flop_counter import FlopCounterMode
+from fastai.callback.core import Callback
+from fastai.torch_core import find_bs
 
 ROOT = Path(os.environ.get('HISTO_PCAM') or Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample')
 ROWS = Path(os.environ.get('HISTO_RECIPE_ROWS') or Path(__file__).parent/'recipe_rows.json')
@@ -123,16 +127,28 @@ def aucs_of(run_dir:Path, xv, yv)->dict:
         res[f'A_{key}'], res[f'B_{key}'] = halves(p, y, half)
     return res
 
+class TrainPhaseTimes(Callback):
+    "Images and wall seconds of each epoch's training phase (validation left out), for a steady-state training img/s."
+    def __init__(self): self.n, self.secs = [], []  # not before_fit: `Learner.validate` sends that event too
+    def before_train(self): _sync(); self.n.append(0); self.t = time.perf_counter()
+    def after_batch(self):
+        if self.training: self.n[-1] += find_bs(self.learn.yb)
+    def after_train(self): _sync(); self.secs.append(time.perf_counter()-self.t)
+    def img_s(self)->int: k = min(1, len(self.secs)-1); return round(sum(self.n[k:])/sum(self.secs[k:]))  # epoch 1 (warm-up) left out
+
+def _sync():
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+
 def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
     kw = dict(kw); out = RUNS/name
     data = ROOT if n_train>=20000 else subsample(n_train)
-    t = time.time()
-    learn = train(data, out, **{'patience': 0, **kw, 'valid': str(ROOT)})
+    t, tpt = time.time(), TrainPhaseTimes()
+    learn = train(data, out, cbs=[tpt], **{'patience': 0, **kw, 'valid': str(ROOT)})
     secs = time.time()-t
     aucs = aucs_of(out, xv, yv)
     hist = pd.read_csv(out/'history.csv')
     row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), **aucs, epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
-               params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(),
+               params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(), train_img_s=tpt.img_s(),
                train_gflop=round(train_gflop(learn.model, learn.dls.crop), 4))
     print(json.dumps(row), flush=True)
     return row
@@ -173,29 +189,35 @@ def table(rows, rate:float)->str:
     std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop',
            'A_valid_auc','B_valid_auc','A_tta_auc','B_tta_auc'}
     half = lambda r, k: f"{r[k]:.4f}" if k in r else '-' 
+    dflt = load_settings(packaged_settings)  # a settings recipe's row holds every key: its extras are those unlike [DEFAULT]
     return hdr + '\n'.join(f"| {r['name']} | {r.get('device', 'cpu')} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
-                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std)} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
+                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std and str(v)!=dflt.get(k))} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
                            f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {half(r, 'A_tta_auc')} | {half(r, 'B_tta_auc')} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('variants', nargs='*'); ap.add_argument('--n-train', type=int, default=20000)
-    ap.add_argument('--settings', default=None, help='run a recipe section of settings.ini instead (e.g. cpu-best)')
+    ap.add_argument('--settings', nargs='+', default=[], help='run recipe sections of settings.ini instead (e.g. cpu-best)')
+    ap.add_argument('--settings-file', default=None, help='an ini whose sections --settings may also name (e.g. bench/issue16_variants.ini)')
+    ap.add_argument('--seed', type=int, default=None, help="override each --settings recipe's seed (the row's name says so)")
+    ap.add_argument('--epochs', type=int, default=None, help="override each --settings recipe's epochs, e.g. for a short throughput probe")
     ap.add_argument('--threads', type=int, default=None); ap.add_argument('--list', action='store_true')
     ap.add_argument('--score', default=None, help='a finished run folder to score and add as a row (with --name)')
     ap.add_argument('--name', default=None); ap.add_argument('--time-log', default=None, help='log holding `/usr/bin/time -v` output')
+    ap.add_argument('--merge', default=None, help='a rows file written elsewhere (e.g. by bench/gpu_recipe.sh on a GPU): add its rows')
     a = ap.parse_args()
     if a.list: print('\n'.join(f'{k}: {v}' for k,v in VARIANTS.items())); return
-    if not ROOT.exists(): sys.exit(f'{ROOT} is absent.')
     set_threads(a.threads)
     todo = {n: VARIANTS[n] for n in a.variants}
-    if a.settings:
-        s = load_settings(packaged_settings, a.settings)  # the recipe exactly as `histo train --recipe` runs it
-        todo[f'settings:{a.settings}'] = recipe_params(s)
-    xv, yv = valid_pixels()
+    over = {k:v for k,v in (('seed', a.seed), ('epochs', a.epochs)) if v is not None}
+    for rcp in a.settings:  # the recipe exactly as `histo train --recipe` runs it, but for the overrides its row's name spells
+        todo[f'settings:{rcp}' + ''.join(f'_{k}{v}' for k,v in over.items())] = {**recipe_params(load_settings(a.settings_file or packaged_settings, rcp)), **over}
+    if (todo or a.score) and not ROOT.exists(): sys.exit(f'{ROOT} is absent.')
+    xv, yv = valid_pixels() if todo or a.score else (None, None)
     fn = ROWS  # every variant ever run: the table is rebuilt from it
     jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
     if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
+    jobs += [(r['name'], lambda r=r: r) for r in (json.loads(Path(a.merge).read_text()) if a.merge else [])]
     rows = json.loads(fn.read_text()) if fn.exists() else []  # no variants given: just re-render the table
     for name, job in jobs:
         row = job()
@@ -217,7 +239,14 @@ def main():
             "whole command). `*_repeat` reruns a variant with the same seed to check reproducibility.\n\n"
             "`device` NVIDIA H200 rows are the `cb*` sweep of cpu-best variants (same code, data and seed; 6 variants trained at "
             "once, so their train s are not speeds): the GPU ran in 2 x 7 minutes what would take the 2-core machine about 4.5 hours at float32 speed. "
-            "Its `cb` row (the earlier crop-64 cpu-best) reproduces the CPU run `cli:cpu-best_e14_ema` (0.9253/0.9317 vs 0.9213/0.9309). `est. 2-core min`: the row's training "
+            "Its `cb` row (the earlier crop-64 cpu-best) reproduces the CPU run `cli:cpu-best_e14_ema` (0.9253/0.9317 vs 0.9213/0.9309). "
+            "The `settings:kaggle-gpu*` H200 rows (2026-11-27, `bash bench/gpu_recipe.sh`) each ran alone on the GPU, so their train s and "
+            "`train_img_s` (training phase only, epoch 1 left out) are speeds: the Kaggle kernel's default recipe, which is cpu-best's, on the sample. "
+            "In the same call a wave of eight 20-epoch runs at once (cpu-best seeds 42-45, `m2_e20` and `ref4_e20` of "
+            "bench/issue16_variants.ini seeds 42-43) trained at ~900 img/s each and was stopped at its 390 s limit after epoch 14-16, so "
+            "it left no rows; its logs give the whole valid/ AUC without TTA after epoch 14 of 20, which includes half B, so nothing was "
+            "chosen on it: cpu-best seeds 42-45 0.9486 / 0.9438 / 0.9475 / 0.9498 (mean 0.9474), two members 0.9533 / 0.9470 (mean 0.9502), "
+            "four conv blocks 0.9526 / 0.9454 (mean 0.9490). Seed 42 of that wave matched the run alone epoch for epoch. `est. 2-core min`: the row's training "
             f"FLOPs at the float32 rate the 2-core machine sustained on cpu-best ({rate:.0f} GFLOP/s); bfloat16 autocast "
             "(`bf16`) trains ~2.6x faster than that on this AMX-capable CPU (section `train_precision`).\n\n" + table(rows, rate))
     write_section('recipe', body)
