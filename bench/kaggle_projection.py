@@ -66,7 +66,8 @@ def main(epochs=4, crop=64, n=512, frac=0.25):
 # bfloat16, alone on the GPU: 3,198 training img/s over its 20 epochs on pcam-sample, `bash bench/gpu_recipe.sh`, row
 # `settings:kaggle-gpu` of the recipe section). The small CNN is bound there by per-batch Python work on the host CPU.
 FP16 = {'T4 (Kaggle)': (65e12, 0.20), 'P100 (Kaggle)': (18.7e12, 0.40)}
-PER_BATCH_S, DECODE_RATE, VALID_PCT = 64/3198, 1000, 0.2
+H200_BS, H200_IMG_S = 64, 3198  # the kaggle-gpu recipe's batch size and its measured training img/s on the H200
+PER_BATCH_S, DECODE_RATE, VALID_PCT = H200_BS/H200_IMG_S, 1000, 0.2
 
 def recipe_projection(recipe:str='kaggle-gpu'):
     "Project the full Kaggle run of a settings.ini recipe from its FLOPs per image at an assumed share of each card's fp16 peak."
@@ -92,7 +93,7 @@ def recipe_projection(recipe:str='kaggle-gpu'):
             f"plus a validation pass each epoch), {N_TEST:,} test images x {VIEWS} dihedral views, decoding at {DECODE_RATE:,} files/s "
             f"(one process; 3,402 files/s was measured on the H200 machine's CPU). The share of the fp16 peak is an assumption, "
             f"not a measurement (no T4 or P100 here); each batch also costs at least the {PER_BATCH_S*1e3:.0f} ms per batch that this "
-            "recipe took on an H200 (3,198 training img/s at bs 64 on pcam-sample, `bash bench/gpu_recipe.sh`: the small CNN is bound by "
+            f"recipe took on an H200 ({H200_IMG_S:,} training img/s at bs {H200_BS} on pcam-sample, `bash bench/gpu_recipe.sh`: the small CNN is bound by "
             "per-batch Python work on the host CPU); that floor, not the arithmetic, sets the training time on both cards. Kaggle's "
             "host CPUs are slower than the H200 machine's, so the real time is longer: at a quarter of the projected speed "
             "the run still fits Kaggle's 9-hour GPU limit several times.\n\n"
