@@ -103,16 +103,20 @@ def device_name()->str: return torch.cuda.get_device_name(0) if torch.cuda.is_av
 
 HALF_SEED = 0  # fixed once: never change it, or half B stops being untouched
 
-def valid_pixels():
-    "valid/ pixels, labels, and its fixed halves: `half` True for half A (where variants are chosen), False for half B (reported)."
-    items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
+def half_a(items:pd.DataFrame)->np.ndarray:
+    "True for the items of valid/ in half A (where variants are chosen), False for half B (reported): fixed, stratified."
     y = items['label'].values
     order = np.argsort(items['src'].map(lambda p: Path(str(p)).name).values, kind='stable')  # by file name: independent of listing order
     rng, half = np.random.default_rng(HALF_SEED), np.zeros(len(y), bool)
     for c in (0, 1):
         idx = order[y[order]==c]
         half[rng.permutation(idx)[:len(idx)//2]] = True
-    return np.asarray(x), (y, half)
+    return half
+
+def valid_pixels():
+    "valid/ pixels, labels, and its fixed halves (`half_a`)."
+    items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
+    return np.asarray(x), (items['label'].values, half_a(items))
 
 def halves(p, y, half)->tuple:
     "ROC AUC of probabilities (or logits) `p` on half A and on half B, to 4 decimals."

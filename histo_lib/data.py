@@ -736,6 +736,7 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
               valid:str|None=None, # a validation folder or items CSV; None: the layout's own valid split, else valid_pct
               valid_pct:float=0.2, # share held out by the seeded split when there is no validation set
               groups:str|None=None, # CSV mapping id -> slide for a grouped split (no slide on both sides)
+              refit:bool=False, # also train on the validation items, as they are (statistics, stain fit and outlier drop stay the training items'): a final fit whose validation scores measure fit, not generalisation
               layout:str='auto', # auto, kaggle, folder, h5 or images
               skip_bad:bool=False, # drop images that cannot be decoded or used (corrupt, truncated, wrong size) instead of stopping
               report:Path|None=None, # CSV of the images `skip_bad` dropped (the validation set's in a `_valid` twin); None: none written
@@ -777,6 +778,7 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
     store = PatchStore().add(items['src'], x)
     if vitems is not None: store.add(vitems['src'], vx)
     stats = stats or channel_stats(_Rows(x, tr))
+    if refit: tr = np.concatenate([tr, va])  # after the fits above, which stay the training items'; validation still runs
     torch.manual_seed(seed)
     dblock = histo_dblock(store, all_items, lambda o: (tr, va), histo_tfms(stats, crop, shift, lighting, stain_aug))
     return dls_of(dblock, all_items, tr, va, stats, crop, norm, bs, num_workers=num_workers, device=device)

@@ -236,6 +236,8 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})
     p['model_kwargs'] = {**model_kwargs_of(p), **model_kwargs}
     if p['lr_mult'] is None: p['lr_mult'] = 10. if p['weights'] else 1.
+    if p['refit'] and (p['keep']=='best' or p['patience']):
+        raise HistoError(f"refit trains on the validation items, so they cannot choose the epoch: set keep = last and patience = 0 (got keep = {p['keep']}, patience = {p['patience']}).")
     check_writable(out, is_dir=True)  # a run folder that cannot be made fails now, not after the decoding
     stats = pretrained_stats(p['arch']) if p['weights'] else None
     if (n := n_procs(p['nproc'], device))>1 and not is_worker():  # start the workers; each runs this function

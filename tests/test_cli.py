@@ -47,6 +47,16 @@ def test_speed_and_shift_flags_reach_training(run, tmp_path):
     r = histo('train', d/'data', '--out', tmp_path/'r4', '--crop', 64, '--shift', 20, cwd=d, ok=False)
     assert r.returncode!=0 and 'can move by 0..16 px' in r.stderr                          # a shift that leaves the patch
 
+def test_refit_trains_on_every_label(run, tmp_path):
+    "--refit: the validation items train too; epochs cannot then be chosen by them, so keep=best is refused in one line."
+    d, _ = run
+    histo('train', d/'data', '--out', tmp_path/'all', '--refit', '--keep', 'last', '--patience', 0, cwd=d)
+    tr = json.loads((tmp_path/'all'/'model.json').read_text())['train']
+    assert (tr['refit'], tr['n_train'], tr['n_valid'])==(True, 240, 48)                   # 192 + 48 validation items train
+    r = histo('train', d/'data', '--out', tmp_path/'best', '--refit', cwd=d, ok=False)
+    assert r.returncode==2 and 'set keep = last and patience = 0' in r.stderr and r.stderr.strip().count('\n')==0
+    assert not (tmp_path/'best').exists()
+
 def test_predict_and_check(run):
     d, _ = run
     r = histo('predict', d/'run', d/'data', '--out', d/'sub.csv', cwd=d)
