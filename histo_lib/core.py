@@ -11,7 +11,7 @@ import numpy as np
 from fastcore.xtras import Config
 
 # %% auto #0
-__all__ = ['packaged_settings', 'patch_size', 'centre_size', 'HE_REF', 'progress_modes', 'HistoError', 'show_some',
+__all__ = ['packaged_settings', 'bool_words', 'patch_size', 'centre_size', 'HE_REF', 'progress_modes', 'HistoError', 'show_some',
            'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable', 'write_json', 'centre_box',
            'stratified_sample', 'require', 'set_threads', 'keep_freed_memory', 'set_progress', 'progress_mode']
 
@@ -29,6 +29,7 @@ def show_some(xs, n:int=5 # how many to name before summarising
 
 # %% ../nbs/00_core.ipynb #00-core-010
 packaged_settings = Path(str(importlib.resources.files('histo_lib')/'settings.ini'))  # package data: the defaults and recipes
+bool_words = {'1':True, 'true':True, 'yes':True, 'on':True, '0':False, 'false':False, 'no':False, 'off':False}  # how a settings file or an environment variable spells a switch
 
 def _ini(fn:Path)->ConfigParser:
     cp = ConfigParser(interpolation=None)

@@ -9,7 +9,7 @@ from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings
+from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings, bool_words
 # the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
@@ -105,7 +105,13 @@ def _dirs_named(root:Path, name:str, max_depth:int):
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
 kernel_types = dict(mode=str, recipe=str, arch=str, epochs=int, crop=int, bs=int, lr=float, tta=str, seed=int, model_dir=str,
-                    max_train=int, infer_bs=int, weights=str, freeze_epochs=int, nproc=int)
+                    max_train=int, infer_bs=int, weights=str, freeze_epochs=int, nproc=int, refit=bool)
+
+def _typed(v, t:type):
+    "`v` (a CONFIG value or environment text) as `t`; a switch's text is one of `bool_words` ('true', 'no', ...)."
+    if t is not bool or isinstance(v, bool): return t(v)
+    if (s := str(v).strip().lower()) not in bool_words: raise ValueError(v)
+    return bool_words[s]
 
 def kernel_config(defaults:dict, # the kernel's CONFIG block, keys as in `kernel_types` (any case)
                   env=None, # environment to read HISTO_<KEY> overrides from; None: os.environ
@@ -118,7 +124,7 @@ def kernel_config(defaults:dict, # the kernel's CONFIG block, keys as in `kernel
         if k not in kernel_types: raise HistoError(f"Unknown kernel setting {k.upper()}; known: {show_some([o.upper() for o in kernel_types], 20)}.")
         v = env.get(f'HISTO_{k.upper()}', v)
         if isinstance(v, str) and v.strip().lower() in ('', 'none'): v = None
-        try: res[k] = None if v is None else kernel_types[k](v)
+        try: res[k] = None if v is None else _typed(v, kernel_types[k])
         except ValueError: raise HistoError(f"HISTO_{k.upper()}={v!r} is not a valid {kernel_types[k].__name__}.") from None
     if res.get('mode') not in (None, 'train', 'predict'): raise HistoError(f"MODE must be 'train' or 'predict', not {res['mode']!r}.")
     return res
@@ -189,6 +195,7 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
                weights:str|None=None, # a timm checkpoint to start from: a path or a file name under the inputs; None: an attached timm model (config.json + weights), if any and ARCH is unset
                freeze_epochs:int|None=None, # with weights: epochs with the body frozen before the main run (None: the recipe's)
                nproc:int|None=None, # data-parallel processes, one per GPU; None: every GPU the session has (1 without GPUs)
+               refit:bool|None=None, # True: the validation split trains too (a final fit on every label; see `histo_dls`); None: the recipe's
                input_root:str|Path|None=None, working:str|Path|None=None, # default: see `kaggle_paths`
               )->dict:
     "Train or load a model, predict the competition's test set and write a validated `submission.csv`; returns a summary."
@@ -220,7 +227,7 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
             wfn = find_weights(input_root, weights) if weights else None
             if wfn is None and weights is None and arch is None and (found := find_timm_model(input_root)): arch, wfn = found
             if wfn: recipe = f'{recipe}-pretrained' if recipe=='kaggle-gpu' else recipe; print(f"[histo] starting from {wfn}")
-            params = kernel_params(recipe, arch, epochs=epochs, crop=crop, bs=bs, lr=lr, seed=seed, freeze_epochs=freeze_epochs)
+            params = kernel_params(recipe, arch, epochs=epochs, crop=crop, bs=bs, lr=lr, seed=seed, freeze_epochs=freeze_epochs, refit=refit)
             print(f"[histo] recipe {recipe}: " + ", ".join(f"{k}={v}" for k,v in params.items()) + f"; {n_train} items")
             train(data, run, **params, weights=wfn, nproc=nproc or 0)
     elif mode=='predict':

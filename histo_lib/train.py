@@ -25,7 +25,7 @@ from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # registers show_results and plot_top_losses for image batches
 from .core import HistoError, set_seed, write_json, atomic_path, load_settings, show_some, check_writable, keep_freed_memory
 from .data import histo_dls, array_dls, tta_view, check_tta, HistoDataLoaders, PatchStore, histo_dblock, histo_tfms, stain_from_state, dls_of
-from .core import patch_size
+from .core import patch_size, bool_words
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact, n_params
 from .callbacks import *
 from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
@@ -152,8 +152,6 @@ def _nearest(k, names)->str:
     close = difflib.get_close_matches(k, names, n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(sorted(names))}."
 
-_bools = {'1':True, 'true':True, 'yes':True, 'on':True, '0':False, 'false':False, 'no':False, 'off':False}
-
 def _convert(k:str, v, types:tuple, where:str):
     "`v` (a value, or settings-file text) as one of `types`."
     if not isinstance(v, str):
@@ -162,7 +160,7 @@ def _convert(k:str, v, types:tuple, where:str):
     else:
         s = v.strip()
         if type(None) in types and s.lower() in ('', 'none'): return None
-        if bool in types and s.lower() in _bools: return _bools[s.lower()]
+        if bool in types and s.lower() in bool_words: return bool_words[s.lower()]
         for t in (int, float, str):
             if t in types:
                 with contextlib.suppress(ValueError): return t(s)

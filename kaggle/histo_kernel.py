@@ -27,6 +27,7 @@ MAX_TRAIN = None        # train on a stratified sample of this many images (quic
 WEIGHTS = None          # a timm checkpoint file to start from; None: an attached Kaggle Model in timm's layout, if any (and ARCH is None)
 FREEZE_EPOCHS = None    # with a checkpoint: epochs with the body frozen first (the body then trains at LR/10); None: the recipe's
 NPROC = None            # data-parallel processes, one per GPU; None: every GPU the session has (e.g. 2 on 'GPU T4 x2'), 1 on a CPU
+REFIT = None            # True: the 20% validation split trains too, a final fit on every label (its valid AUC then measures fit); None: the recipe's (no refit)
 # -----------------------------------------------------------------------------------------------------------------------
 import os, sys, time, fnmatch, importlib, itertools, subprocess
 from pathlib import Path
@@ -69,7 +70,7 @@ def main():
     from histo_lib.kaggle import kernel_config, run_kernel
     cfg = kernel_config(dict(MODE=MODE, RECIPE=RECIPE, ARCH=ARCH, EPOCHS=EPOCHS, CROP=CROP, BS=BS, LR=LR, TTA=TTA, SEED=SEED,
                              MODEL_DIR=MODEL_DIR, MAX_TRAIN=MAX_TRAIN, WEIGHTS=WEIGHTS, FREEZE_EPOCHS=FREEZE_EPOCHS,
-                             NPROC=NPROC))
+                             NPROC=NPROC, REFIT=REFIT))
     print('[histo] config:', cfg, flush=True)
     res = run_kernel(**cfg, input_root=INPUT, working=WORKING)
     print(f"[histo] done in {time.time()-T0:.1f} s: {res['submission']}", flush=True)
