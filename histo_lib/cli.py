@@ -219,6 +219,14 @@ def cmd_slide(a):
     if n['failed']: raise HistoError(f"{n['failed']} of {len(res)} slides could not be read (each named above); the others are in {a.out}.")
 
 # %% ../nbs/11_cli.ipynb #06-cli-010
+def _refit_seen(run_dir, # a run folder
+                ids, # the ids being evaluated
+               )->int:
+    "How many of `ids` are validation items that trained the model too (a run trained with `refit`); 0 otherwise."
+    d = Path(run_dir).parent if Path(run_dir).suffix=='.json' else Path(run_dir)
+    if not json.loads((d/'model.json').read_text()).get('train', {}).get('refit') or not (d/'valid_items.csv').exists(): return 0
+    return int(pd.Series(ids).astype(str).isin(set(pd.read_csv(d/'valid_items.csv', dtype={'id':str})['id'])).sum())
+
 def cmd_evaluate(a):
     s = _settings(a)
     check_writable(a.out, is_dir=True)
@@ -228,8 +236,10 @@ def cmd_evaluate(a):
     probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), backend=a.backend)
     imgs = _error_imgs(items)
     rep = evaluate_preds(items['label'].values, probs, a.out, imgs=imgs, ids=items['id'].values, threshold=a.threshold,
-                         extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample, backend=a.backend))
+                         extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample, backend=a.backend,
+                                    trained_on=(seen := _refit_seen(a.run_dir, items['id']))))
     print(f"{split}: n={rep['n']} accuracy {rep['accuracy']:.4f}  ROC AUC {rep['roc_auc']:.4f}  (threshold {a.threshold}, TTA {s['tta']})")
+    if seen: print(f"Note: {seen} of these {len(items)} items are validation items that {a.run_dir} was refitted on (--refit): this AUC measures fit, not generalisation.")
     print(f"Report: {Path(a.out)/'report.md'} (+ report.json, roc.png, confusion.png, errors.png)")
 
 def _error_imgs(items):

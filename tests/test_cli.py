@@ -53,6 +53,9 @@ def test_refit_trains_on_every_label(run, tmp_path):
     histo('train', d/'data', '--out', tmp_path/'all', '--refit', '--keep', 'last', '--patience', 0, cwd=d)
     tr = json.loads((tmp_path/'all'/'model.json').read_text())['train']
     assert (tr['refit'], tr['n_train'], tr['n_valid'])==(True, 240, 48)                   # 192 + 48 validation items train
+    r = histo('evaluate', tmp_path/'all', d/'data', '--split', 'train', '--out', tmp_path/'rep', '--tta', 'none', cwd=d)
+    assert json.loads((tmp_path/'rep'/'report.json').read_text())['extra']['trained_on']==48  # evaluate says which items trained it
+    assert 'Note: 48 of these 240 items are validation items' in r.stdout and 'measures fit, not generalisation' in r.stdout
     r = histo('train', d/'data', '--out', tmp_path/'best', '--refit', cwd=d, ok=False)
     assert r.returncode==2 and 'set keep = last and patience = 0' in r.stderr and r.stderr.strip().count('\n')==0
     assert not (tmp_path/'best').exists()
@@ -82,7 +85,7 @@ def test_evaluate_report(run):
     d, _ = run
     r = histo('evaluate', d/'run', d/'data', '--out', d/'rep', '--tta', 'none', '--sample', 30, cwd=d)
     rep = json.loads((d/'rep'/'report.json').read_text())
-    assert rep['n']==30 and rep['extra']['split']=='test' and rep['extra']['sample']==30
+    assert rep['n']==30 and rep['extra']['split']=='test' and rep['extra']['sample']==30 and rep['extra']['trained_on']==0
     assert 0<=rep['roc_auc']<=1 and {'roc.png','confusion.png','report.md','errors.png'} <= {p.name for p in (d/'rep').iterdir()}
     assert 'ROC AUC' in r.stdout
 
