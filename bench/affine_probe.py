@@ -11,7 +11,7 @@ import argparse, json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section
-from recipe import valid_pixels, halves, ROOT
+from recipe import valid_pixels, halves, cpu_best_tta, ROOT
 import histo_lib.data as hd
 from fastai.vision.augment import aug_transforms
 from histo_lib.core import load_settings, set_threads
@@ -51,7 +51,7 @@ def main():
     body = ("## Any-angle rotation and zoom (`affine_probe`)\n\ncpu-best trained with fastai's affine batch augmentation on top "
             "of its own (`python bench/affine_probe.py train RUN --seed N`"
             + (f"; {a.conditions}" if a.conditions else '') + "), on the fixed halves of the `recipe` section; compare with cpu-best's rows there "
-            "(seed 42: 0.9604 / 0.9590 with TTA, seed 43: 0.9527 / 0.9564). Runs: "
+            "(with TTA, " + ', '.join(f'seed {sd}: {cpu_best_tta(sd)}' for sd in sorted({r[3] for r in rows})) + "). Runs: "
             + '; '.join(f'`{n}` = {d}' for n,d in runs.items()) + ".\n\n| run | rotate (deg) | zoom | seed | half A | half B | half A, TTA | half B, TTA | train() min |\n|---|---|---|---|---|---|---|---|---|\n"
             + '\n'.join(f'| {r[0]} | {r[1]:.0f} | {r[2]} | {r[3]} | ' + ' | '.join(f'{v:.4f}' for v in r[4:8]) + f' | {r[8]:.1f} |' for r in rows))
     write_section('affine_probe', body)

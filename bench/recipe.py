@@ -118,6 +118,15 @@ def valid_pixels():
     items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
     return np.asarray(x), (items['label'].values, half_a(items))
 
+# cpu-best's own runs by seed (rows of recipe_rows.json): what a probe of one of its variants compares with
+CPU_BEST_ROWS = {42: 'cli:cpu-best_keep_last_keep_freed', 43: 'cli:cpu-best_seed43_1thr_pair', 44: 'cli:cpu-best_seed44_1thr_pair',
+                 45: 'cli:cpu-best_seed45', 46: 'cli:cpu-best_seed46'}
+
+def cpu_best_tta(seed:int)->str:
+    "cpu-best's half A / half B AUC with dihedral TTA for `seed`, read from its row, as text."
+    r = next(r for r in json.loads(ROWS.read_text()) if r['name']==CPU_BEST_ROWS[seed])
+    return f"{r['A_tta_auc']:.4f} / {r['B_tta_auc']:.4f}"
+
 def halves(p, y, half)->tuple:
     "ROC AUC of probabilities (or logits) `p` on half A and on half B, to 4 decimals."
     return round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)

@@ -10,7 +10,7 @@ import argparse, json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section
-from recipe import valid_pixels, halves, half_a, ROOT, WORK
+from recipe import valid_pixels, halves, half_a, cpu_best_tta, ROOT, WORK
 from histo_lib.core import load_settings, set_threads
 from histo_lib.data import load_items
 from histo_lib.train import train, recipe_params
@@ -36,8 +36,9 @@ def main():
     (a0, b0), (a1, b1) = (halves(predict([run], xv, tta=t, backend='onnx', progress=False), y, half) for t in ('none', 'dihedral'))
     print(a0, b0, a1, b1, flush=True)
     body = ("## Refit on train/ and half A (`refit_probe`)\n\ncpu-best with `refit = true`, its validation items half A of "
-            f"valid/: {tr['n_train']:,} training patches (train/ and half A), seed {tr['seed']}, {tr['seconds']/60:.1f} min in `train()`. "
-            "Without the refit, cpu-best seed 42 scores 0.9604 / 0.9590 with TTA (`recipe` section).\n\n"
+            f"valid/: {tr['n_train']:,} training patches (train/ and half A), seed {tr['seed']}, {tr['seconds']/60:.1f} min in `train()` "
+            "(trained by `python bench/refit_probe.py RUN`, scored by the same script; the stamp names the last call). "
+            f"Without the refit, cpu-best seed {tr['seed']} scores {cpu_best_tta(tr['seed'])} (half A / half B) with TTA (`recipe` section).\n\n"
             "| scored on | AUC | AUC, dihedral TTA |\n|---|---|---|\n"
             f"| half B (never trained on) | {b0:.4f} | {b1:.4f} |\n| half A (trained on) | {a0:.4f} | {a1:.4f} |\n\n"
             "The halves are cut by patch from PCam's valid split, so they share slides: half B's gain is on slides the refit "
