@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from .core import HistoError, load_settings, write_json, show_some, set_threads, stratified_sample, check_writable, set_progress, keep_freed_memory
 from .data import predict_items, labelled_items, read_patches
-from .models import load_artefact
+from .models import load_artefact, model_json
 from .train import train, run_params, recipe_params, _nearest
 from .infer import predict
 from .submission import write_submission, validate_submission, check_submission
@@ -223,8 +223,8 @@ def _refit_seen(run_dir, # a run folder
                 ids, # the ids being evaluated
                )->int:
     "How many of `ids` are validation items that trained the model too (a run trained with `refit`); 0 otherwise."
-    d = Path(run_dir).parent if Path(run_dir).suffix=='.json' else Path(run_dir)
-    if not json.loads((d/'model.json').read_text()).get('train', {}).get('refit') or not (d/'valid_items.csv').exists(): return 0
+    fn = model_json(run_dir); d = fn.parent
+    if not json.loads(fn.read_text()).get('train', {}).get('refit') or not (d/'valid_items.csv').exists(): return 0
     return int(pd.Series(ids).astype(str).isin(set(pd.read_csv(d/'valid_items.csv', dtype={'id':str})['id'])).sum())
 
 def cmd_evaluate(a):

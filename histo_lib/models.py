@@ -19,7 +19,7 @@ from .data import dihedral
 # %% auto #0
 __all__ = ['d4_mul', 'd4_inv', 'arch_aliases', 'artefact_format', 'RefCNN', 'histo_refcnn', 'n_params', 'P4MConv', 'P4MBatchNorm',
            'P4MCNN', 'histo_p4m', 'Members', 'timm_name', 'build_model', 'pretrained_stats', 'body_head',
-           'save_artefact', 'load_artefact']
+           'save_artefact', 'model_json', 'load_artefact']
 
 # %% ../nbs/03_models.ipynb #02-models-005
 def _conv_block(ni:int, nf:int, depth:int)->nn.Sequential:
@@ -235,12 +235,16 @@ def save_artefact(model:nn.Module, # the trained model
     return run_dir/f'{name}.json'
 
 # %% ../nbs/03_models.ipynb #02-models-020
+def model_json(run_dir_or_json:str|Path # a run folder holding model.json, or the .json itself
+              )->Path:
+    "The model.json a run is described by."
+    p = Path(run_dir_or_json); return p if p.suffix=='.json' else p/'model.json'
+
 def load_artefact(run_dir_or_json:str|Path, # a run folder holding model.json, or the .json itself
                   device:str|torch.device='cpu', # where to put the model
                  )->tuple:
     "Rebuild the model saved by `save_artefact` (eval mode, strict weights) and return `(model, cfg)`."
-    p = Path(run_dir_or_json)
-    fn = p if p.suffix=='.json' else p/'model.json'
+    p, fn = Path(run_dir_or_json), model_json(run_dir_or_json)
     wfn = fn.with_suffix('.safetensors')
     if not fn.is_file() or not wfn.is_file():
         raise HistoError(f"No model in {p}: expected {fn.name} and {wfn.name} there; train first with `histo train ... --out RUN_DIR`.")
