@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # histo_lib's two entry points, for a fresh machine with only python3 and pip:
 #   ./dev.sh demo   set up .venv, then synth -> train -> predict (TTA) -> evaluate -> check the submission
-#   ./dev.sh test   set up .venv, then the whole test suite: pytest over tests/ and nbdev-test over nbs/
+#   ./dev.sh test   set up .venv, then the whole test suite: ruff, pytest over tests/ and nbdev-test over nbs/
+#                   (./dev.sh test PYTEST_ARGS: ruff and that pytest selection only)
 # Other sub-commands: setup, export (nbdev-export), readme (render README.md from nbs/index.ipynb).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +23,11 @@ setup() {
 
 demo() {
   setup
-  local data=${HISTO_DEMO_DATA:-data/synth} run=${HISTO_DEMO_RUN:-runs/demo} h="$VENV/bin/histo"
+  # the demo's data and run folder are ./settings.ini's `data` and `out` (the working folder's settings), unless
+  # HISTO_DEMO_DATA / HISTO_DEMO_RUN say otherwise
+  local data run h="$VENV/bin/histo"
+  read -r data run < <("$VENV/bin/python" -c "from histo_lib.core import load_settings; s = load_settings(); print(s['data'], s['out'])")
+  data=${HISTO_DEMO_DATA:-$data} run=${HISTO_DEMO_RUN:-$run}
   local t0=$SECONDS
   "$h" synth "$data" --n-train 3000 --n-test 1000 --seed 42 --overwrite
   "$h" info "$data"
@@ -38,17 +43,55 @@ demo() {
 }
 
 run_tests() {
+  # ruff (unused imports/names), then pytest over tests/ and nbdev-test over nbs/ side by side: one torch thread per
+  # process keeps the 2 cores busy without thrashing. Every part runs; the exit status is non-zero if any failed.
+  # Extra arguments go to pytest alone (e.g. ./dev.sh test -k cli -x), and the notebooks are then skipped.
   setup
-  "$VENV/bin/python" -m pytest -q tests
-  # nbdev-test runs two notebooks at a time: one torch thread each keeps 2 cores from thrashing
-  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$VENV/bin/nbdev-test"
+  local t0=$SECONDS failed=() nb_log nb_pid rc=0
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HISTO_THREADS=${HISTO_THREADS:-1}
+  echo "== ruff check --select F401,F811,F841 histo_lib/"
+  "$VENV/bin/ruff" check --quiet --select F401,F811,F841 histo_lib/ || failed+=(ruff)
+  if [ $# -eq 0 ]; then
+    nb_log=$(mktemp); echo "== nbdev-test over nbs/ in the background (its log follows pytest's)"
+    "$VENV/bin/nbdev-test" --timing > "$nb_log" 2>&1 & nb_pid=$!
+    trap '[ -n "${nb_pid:-}" ] && kill "$nb_pid" 2>/dev/null; true' EXIT  # Ctrl-C or a failure here: no notebooks left running
+  fi
+  echo "== pytest tests/"
+  "$VENV/bin/python" -m pytest -q -rs "${@:-tests}" || rc=$?
+  # exit 5: pytest collected nothing, a selection that matched no test (or an empty tests/): say so, never a pass
+  if [ $rc -eq 5 ]; then echo "dev.sh test: pytest ran no tests (exit 5): the selection '$*' matches none" >&2; fi
+  [ $rc -eq 0 ] || failed+=("pytest (exit $rc)")
+  if [ -n "${nb_pid:-}" ]; then
+    rc=0; wait "$nb_pid" || rc=$?; nb_pid=
+    echo "== nbdev-test"; cat "$nb_log"; rm -f "$nb_log"
+    [ $rc -eq 0 ] || failed+=(nbdev-test)
+  fi
+  echo "== dev.sh test: $((SECONDS-t0)) s"
+  if [ ${#failed[@]} -gt 0 ]; then echo "dev.sh test FAILED: ${failed[*]}" >&2; return 1; fi
+  echo "dev.sh test passed"
+}
+
+docs() {
+  # The documentation site into _docs/ (docs/build.py): nbs/ with their saved outputs (nothing is run again), an API page
+  # per module and the command line, built by Sphinx + myst-nb. tests/test_docs.py then opens it in headless Chromium:
+  # Debian's package, installed here when missing and running as root.
+  setup
+  if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium for tests/test_docs.py"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "dev.sh docs: could not install chromium: tests/test_docs.py will fail until it is installed" >&2
+  fi
+  local t0=$SECONDS
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HISTO_THREADS=${HISTO_THREADS:-1} "$VENV/bin/python" docs/build.py
+  echo "== dev.sh docs: $((SECONDS-t0)) s -> _docs/index.html"
 }
 
 case "${1:-}" in
   setup) setup ;;
   demo) demo ;;
-  test) run_tests ;;
+  test) shift; run_tests "$@" ;;
   export) setup; "$VENV/bin/nbdev-export" ;;
+  docs) docs ;;
   readme) setup; "$VENV/bin/jupyter" nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN ;;
-  *) echo "usage: ./dev.sh {demo|test|setup|export|readme}" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh {demo|test [PYTEST_ARGS]|setup|export|readme|docs}" >&2; exit 2 ;;
 esac

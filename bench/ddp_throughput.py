@@ -8,7 +8,7 @@ in an epoch, as in a real run.
     python bench/ddp_throughput.py                        # CPU: 1 process (every core) vs 2 gloo processes (cores/2 each)
     python bench/ddp_throughput.py --device gpu           # GPU: plain 1-GPU path vs 1 GPU through the DDP wrapper
                                                           #      (one process started by torchrun) vs every GPU
-(`bench/ddp_gpu.sh` runs the GPU variant with the figures a lent GPU machine needs.)
+(`bash bench/gpu.sh check` runs the GPU variant with the figures a lent GPU machine needs.)
 """
 from __future__ import annotations
 import argparse, json, os, sys, time, shutil, subprocess, tempfile

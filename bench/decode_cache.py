@@ -13,10 +13,9 @@ import argparse, os, shutil, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import write_section
-from histo_lib.data import load_items, read_patches, decode_items, cache_dir
-
-PCAM = Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample'
+from _results import write_section, PCAM
+from histo_lib.patches import load_items
+from histo_lib.cache import read_patches, decode_items, cache_dir
 
 def sources(n:int)->dict:
     "name -> items table of up to `n` patches: pcam-sample JPEGs (if present) and synthetic TIFFs."

@@ -18,7 +18,7 @@ def child(a):
     "Predict the first `a.n` test images with one configuration; print a JSON line of memory and speed."
     import torch
     torch.set_num_threads(a.threads)
-    from histo_lib.data import load_items
+    from histo_lib.patches import load_items
     from histo_lib.models import build_model
     from histo_lib.infer import Predictor
     srcs = load_items(a.data, 'test', layout='kaggle')['src'].tolist()[:a.n]
@@ -59,7 +59,7 @@ def main():
     ap.add_argument('--quick', action='store_true', help='only 1k and 10k, no dihedral points')
     a = ap.parse_args()
     if a.data is None:
-        from histo_lib.data import cache_dir
+        from histo_lib.cache import cache_dir
         a.data = cache_dir()/'synth57k'
     if a.child: return child(a)
     from _results import write_section

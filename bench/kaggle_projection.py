@@ -1,69 +1,28 @@
-"""Project the full Kaggle run (220,025 train x epochs + 57,458 test x 8 TTA views) from measured throughput.
+"""The full Kaggle run (220,025 train images x epochs + 57,458 test x 8 TTA views): projected for Kaggle's cards, or measured.
 
-Measures, on this machine: the reference CNN's training and inference throughput at the default crop (CPU, so a
-floor), and its FLOPs per image (torch's FlopCounterMode). GPU time is projected from the FLOPs at a stated fraction
-of each card's fp32 peak.
+The projection (default) takes a recipe's FLOPs per image (torch's FlopCounterMode) at a stated share of each card's
+float16 peak, with a per-batch floor measured on an H200 (section `kaggle_recipe`).
 
 `--kernel` measures instead of projecting: it writes a synthetic Kaggle-layout dataset (.tif files, the competition's
 layout), times decoding it, then runs the Kaggle kernel's own `run_kernel` (train with the kernel's default config, then
 predict the test split with dihedral TTA and write a validated submission) on whatever device is there, and scales each
 measured phase to the full competition size (section `kaggle_measured`).
 
-    python bench/kaggle_projection.py [--epochs 4] [--crop 64] [--n 512]
-    python bench/kaggle_projection.py --kernel [--n-train 20000] [--n-test 5000] [--work DIR]
-    python bench/kaggle_projection.py --recipe kaggle-gpu       # project a settings.ini recipe to T4 / P100 (section kaggle_recipe)
+    python bench/kaggle_projection.py [--recipe kaggle-gpu]      # project a packaged recipe to T4 / P100 (section kaggle_recipe)
+    python bench/kaggle_projection.py --kernel [--n-train 20000] [--n-test 5000] [--work DIR] [--epochs 4 --crop 64]
 """
 from __future__ import annotations
-import argparse, os, tempfile, time
+import argparse, os, sys, tempfile, time
 from pathlib import Path
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+sys.path.insert(0, str(Path(__file__).parent))
 from histo_lib.models import build_model
-from histo_lib.infer import predict_batch
-from _results import write_section
+from _results import write_section, gflop
 
 N_TRAIN, N_TEST, VIEWS = 220_025, 57_458, 8
-CARDS = {'T4 (Kaggle)': 8.1e12, 'P100 (Kaggle)': 9.3e12, 'H100': 67e12}  # fp32 peak FLOP/s (no tensor cores)
-
-def flops(model, crop, train):
-    x = torch.randn(8, 3, crop, crop, device=next(model.parameters()).device)
-    with FlopCounterMode(display=False) as fc:
-        out = model(x)
-        if train: out.float().mean().backward()
-    return fc.get_total_flops()/8
-
-def rate(f, n, bs):
-    f(); t = time.perf_counter(); done = 0
-    while done < n: f(); done += bs
-    return done/(time.perf_counter()-t)
-
-def main(epochs=4, crop=64, n=512, frac=0.25):
-    dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    model = build_model('reference').to(dev); opt = torch.optim.Adam(model.parameters())
-    f_train, f_inf = flops(model, crop, True), flops(model.eval(), crop, False)
-    xb, yb = torch.randn(32, 3, crop, crop, device=dev), torch.rand(32, device=dev)
-    def step():
-        model.train(); loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xb).view(-1), yb)
-        opt.zero_grad(); loss.backward(); opt.step()
-    xi = torch.randn(64, 3, crop, crop, device=dev)
-    train_rate = rate(step, n, 32)
-    model.eval(); inf_rate = rate(lambda: predict_batch(model, xi, 'dihedral'), n//4, 64)
-    meas = (N_TRAIN*epochs/train_rate + N_TEST/inf_rate)/3600
-    rows = [f"| measured here ({dev}) | {train_rate:,.0f} | {inf_rate*VIEWS:,.0f} | {meas:.2f} h |"]
-    for card, peak in CARDS.items():
-        tr, vi = frac*peak/f_train, frac*peak/f_inf
-        rows.append(f"| {card}, projected at {frac:.0%} of fp32 peak | {tr:,.0f} | {vi:,.0f} | {(N_TRAIN*epochs/tr + N_TEST*VIEWS/vi)/3600*60:.1f} min |")
-    body = (f"## Kaggle-scale projection\n\nReference CNN at crop {crop}: {f_train/1e9:.2f} GFLOP per training image, "
-            f"{f_inf/1e9:.2f} GFLOP per inference view. Full run = {N_TRAIN:,} train images x {epochs} epochs + "
-            f"{N_TEST:,} test images x {VIEWS} dihedral views (decoding the .tif files once adds a few minutes).\n\n"
-            "| where | train images/s | inference views/s | full run |\n|---|---|---|---|\n" + "\n".join(rows) +
-            "\n\nThe card rows are projections from FLOPs; section `kaggle_measured` (`--kernel`) times the kernel itself "
-            "end to end on a GPU. Kaggle's 9-hour GPU limit leaves a wide margin either way.")
-    print(body); write_section('kaggle_projection', body)
 
 # float16 peaks (T4: tensor cores; P100: no tensor cores, packed half2) and the share of it a 3x3-conv CNN of this size is
 # assumed to reach; PER_BATCH_S is the per-batch floor measured on an H200 for the kaggle-gpu recipe itself (bs 64,
-# bfloat16, alone on the GPU: 3,198 training img/s over its 20 epochs on pcam-sample, `bash bench/gpu_recipe.sh`, row
+# bfloat16, alone on the GPU: 3,198 training img/s over its 20 epochs on pcam-sample, `bash bench/gpu.sh recipe`, row
 # `settings:kaggle-gpu` of the recipe section). The small CNN is bound there by per-batch Python work on the host CPU.
 FP16 = {'T4 (Kaggle)': (65e12, 0.20), 'P100 (Kaggle)': (18.7e12, 0.40)}
 H200_BS, H200_IMG_S = 64, 3198  # the kaggle-gpu recipe's batch size and its measured training img/s on the H200
@@ -76,7 +35,7 @@ def recipe_projection(recipe:str='kaggle-gpu'):
     p = check_params(kernel_params(recipe))
     kw = model_kwargs_of(p)
     model = build_model(p['arch'], **kw)
-    f_train, f_inf = flops(model, p['crop'], True), flops(model.eval(), p['crop'], False)
+    f_train, f_inf = gflop(model, p['crop'], train=True)*1e9, gflop(model, p['crop'])*1e9
     n_fit, n_val = N_TRAIN*(1-VALID_PCT), N_TRAIN*VALID_PCT
     rows = []
     for card, (peak, share) in FP16.items():
@@ -93,7 +52,7 @@ def recipe_projection(recipe:str='kaggle-gpu'):
             f"plus a validation pass each epoch), {N_TEST:,} test images x {VIEWS} dihedral views, decoding at {DECODE_RATE:,} files/s "
             f"(one process; 3,402 files/s was measured on the H200 machine's CPU). The share of the fp16 peak is an assumption, "
             f"not a measurement (no T4 or P100 here); each batch also costs at least the {PER_BATCH_S*1e3:.0f} ms per batch that this "
-            f"recipe took on an H200 ({H200_IMG_S:,} training img/s at bs {H200_BS} on pcam-sample, `bash bench/gpu_recipe.sh`: the small CNN is bound by "
+            f"recipe took on an H200 ({H200_IMG_S:,} training img/s at bs {H200_BS} on pcam-sample, `bash bench/gpu.sh recipe`: the small CNN is bound by "
             "per-batch Python work on the host CPU); that floor, not the arithmetic, sets the training time on both cards. Kaggle's "
             "host CPUs are slower than the H200 machine's, so the real time is longer: at a quarter of the projected speed "
             "the run still fits Kaggle's 9-hour GPU limit several times.\n\n"
@@ -103,7 +62,8 @@ def recipe_projection(recipe:str='kaggle-gpu'):
 def measure_kernel(n_train=20_000, n_test=5_000, work=None, **cfg):
     "Run the Kaggle kernel on a synthetic competition folder and project each phase to 220,025 + 57,458 images."
     from histo_lib.synth import make_synth
-    from histo_lib.data import load_items, decode_items
+    from histo_lib.patches import load_items
+    from histo_lib.cache import decode_items
     from histo_lib.kaggle import run_kernel
     work = Path(work or tempfile.mkdtemp(prefix='histo_kaggle_'))
     os.environ['HISTO_CACHE'] = str(work/'cache')  # a fresh cache: the timed decode below starts cold
@@ -132,12 +92,11 @@ def measure_kernel(n_train=20_000, n_test=5_000, work=None, **cfg):
 
 if __name__=='__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--epochs', type=int, default=4); ap.add_argument('--crop', type=int, default=64); ap.add_argument('--n', type=int, default=512)
+    ap.add_argument('--epochs', type=int, default=4); ap.add_argument('--crop', type=int, default=64)
     ap.add_argument('--kernel', action='store_true', help='measure the Kaggle kernel end to end on synthetic data')
     ap.add_argument('--n-train', type=int, default=20_000); ap.add_argument('--n-test', type=int, default=5_000)
     ap.add_argument('--work', default=None, help='folder for the synthetic competition and the run (default: a temp folder)')
-    ap.add_argument('--recipe', default=None, help='project this settings.ini recipe (e.g. kaggle-gpu) to Kaggle GPUs')
+    ap.add_argument('--recipe', default='kaggle-gpu', help='the packaged recipe to project to Kaggle GPUs')
     a = ap.parse_args()
-    if a.recipe: recipe_projection(a.recipe)
-    elif a.kernel: measure_kernel(a.n_train, a.n_test, a.work, epochs=a.epochs, crop=a.crop)
-    else: main(a.epochs, a.crop, a.n)
+    if a.kernel: measure_kernel(a.n_train, a.n_test, a.work, epochs=a.epochs, crop=a.crop)
+    else: recipe_projection(a.recipe)

@@ -1,110 +1,52 @@
-"""Recipe search on pcam-sample: train named variants on train/ (validation = valid/), then score valid/ and its two fixed
-halves (A: where variants are chosen; B: the estimate no choice has seen) with and without dihedral TTA. Every variant ever run is kept in bench/recipe_rows.json and the whole table is rewritten
-into the `recipe` section of bench/RESULTS.md.
+"""The experiment runner: train a recipe variant over several seeds with `histo train`, score each run with dihedral TTA
+on valid/ (whole, and its fixed halves A/B), on test/ (PCam test-split patches, never trained on) and on a stain-shifted
+valid/, and keep every row ever measured in bench/recipe_rows.json, rendered as one table per variant (mean ± sd over
+seeds) into the `recipe` section of bench/RESULTS.md.
 
-    HISTO_CACHE=/work/cache python bench/recipe.py ref48_e2 mnv3_64_e3      # run these variants
-    python bench/recipe.py --settings cpu-best                              # the [cpu-best] section of settings.ini
-    python bench/recipe.py --settings cpu-best m2_e20 --settings-file bench/issue16_variants.ini --seed 43   # rows settings:NAME_seed43
-    python bench/recipe.py --list
-    python bench/recipe.py --score RUN_DIR --name cli:cpu-best --time-log LOG   # add a run trained by `histo train`
-    python bench/recipe.py --merge ROWS.json                                # add rows trained elsewhere (bench/gpu_recipe.sh)
+    python bench/recipe.py ref_e20_stain05 --seeds 42 43 44        # train + score a variant of bench/variants.ini
+    python bench/recipe.py cpu-best --seeds 42 43 44               # a packaged recipe (not a section of variants.ini)
+    python bench/recipe.py --score RUN [--variant NAME]            # score a finished run folder and add its row
+    python bench/recipe.py --score RUN1 RUN2 --variant ens2_NAME   # several runs: their mean probability (an ensemble)
+    python bench/recipe.py --score RUN --variant adabn_NAME --adabn   # BatchNorm statistics of each scored set (AdaBN)
+    python bench/recipe.py --table                                 # re-render the table from the rows
+    python bench/recipe.py --list                                  # the variants of bench/variants.ini
 
-`n_train` < 20000 trains on a seeded, class-balanced subsample of train/ (for short exploration runs); valid/ is always
-the full 3,000. Only train/ and valid/ are ever read. HISTO_PCAM moves the data folder (default ../shared/data/pcam-sample)
-and HISTO_RECIPE_ROWS the rows file, so that several processes (e.g. on a GPU machine) can each run a share of the
-variants; every row records the device it was trained on and its training GFLOP per image, from which the table
-estimates the wall time the same recipe needs on the 2-core CPU machine.
+Training runs `/usr/bin/time -v python -m histo_lib.cli train DATA --recipe NAME --seed N --out RUNS/NAME_sN` (with
+`--settings bench/variants.ini` for its sections) in a folder holding no settings.ini, so the row's wall time and peak
+RSS are those of the command a user runs. HISTO_PCAM moves the data folder (default ../shared/data/pcam-sample),
+HISTO_RECIPE_RUNS the run folders (default $HISTO_CACHE/recipes) and HISTO_RECIPE_ROWS the rows file.
+
+The shifted valid/ (`shifted`): every valid/ patch, in `load_items` order, re-stained by the library's Tellez-style H&E
+jitter (`stain.hed_jitter`) at strength SHIFT_STRENGTH with a CPU generator seeded SHIFT_SEED, drawn in chunks of
+SHIFT_CHUNK patches: per patch and stain (H, E, D) a scale U(1-s, 1+s) and a shift U(-s, s) in optical density, rounded
+back to uint8. It needs no extra data; a recipe trained with `stain_aug` sees the same kind of jitter (at its own strength).
 """
 from __future__ import annotations
-import argparse, json, os, sys, time, warnings
+import argparse, functools, json, os, re, subprocess, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
-from _results import write_section
+from _results import BENCH, PCAM, write_section, device_name, md_table
 from sklearn.metrics import roc_auc_score
-from histo_lib.core import load_settings, set_threads, packaged_settings
-from histo_lib.data import load_items, decode_items
-from histo_lib.train import train, run_params, recipe_params
-from histo_lib.infer import predict
-from torch.utils.flop_counter import FlopCounterMode
-from fastai.callback.core import Callback
-from fastai.torch_core import find_bs
+from histo_lib.core import load_settings, set_threads, HistoError, packaged_settings
+from histo_lib.patches import load_items
+from histo_lib.cache import decode_items, cache_dir
+from histo_lib.stain import hed_jitter
+from histo_lib.train import run_params, model_kwargs_of, check_params
+from histo_lib.models import load_artefact
+from histo_lib.infer import Predictor
 
-ROOT = Path(os.environ.get('HISTO_PCAM') or Path(__file__).resolve().parents[2]/'shared'/'data'/'pcam-sample')
-ROWS = Path(os.environ.get('HISTO_RECIPE_ROWS') or Path(__file__).parent/'recipe_rows.json')
-WORK = Path(__file__).parent/'_work'
-RUNS = Path(os.environ.get('HISTO_CACHE') or '/tmp')/'recipes'
-SMALL = dict(widths=(16,32,64), dense=256)
-CPU_BEST = dict(arch='reference', crop=64, bs=64, epochs=14, lr=2e-3, ema=0.998, lighting=0.1, model_kwargs=SMALL)
-def cb(**kw): return {**CPU_BEST, **kw}  # a variant of the [cpu-best] recipe
+ROWS = Path(os.environ.get('HISTO_RECIPE_ROWS') or BENCH/'recipe_rows.json')
+VARIANTS = Path(os.environ.get('HISTO_RECIPE_VARIANTS') or BENCH/'variants.ini').resolve()  # bench/gpu.sh's smoke stage: a 1-epoch copy
+HALF_SEED = 0  # fixed once (issue 16): never change it, or the old rows' halves stop being comparable
+SHIFT_STRENGTH, SHIFT_SEED, SHIFT_CHUNK = 0.1, 0, 500  # the shifted valid/: never change them, or its column stops being one yardstick
+METRICS = (('tta_auc', 'valid/'), ('A_tta_auc', 'half A'), ('B_tta_auc', 'half B'), ('test_tta_auc', 'test/'), ('shift_tta_auc', 'shifted valid/'))
 
-VARIANTS = {
-    # the reference point: a small plain CNN, crop 48, 2 epochs
-    'ref48_small_e2':  dict(arch='reference', crop=48, epochs=2, lr=2e-3, bs=64, model_kwargs=SMALL),
-    'ref48_e2':        dict(arch='reference', crop=48, epochs=2, lr=2e-3, bs=64),
-    'ref32_e3':        dict(arch='reference', crop=32, epochs=3, lr=2e-3, bs=64),
-    'ref64_small_e2':  dict(arch='reference', crop=64, epochs=2, lr=2e-3, bs=64, model_kwargs=SMALL),
-    'ref48_small_e4':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL),
-    'ref48_small_e4_ema': dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, ema=0.998),
-    'ref48_small_e4_ls':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, label_smoothing=0.1),
-    'ref48_small_e4_lr5': dict(arch='reference', crop=48, epochs=4, lr=5e-3, bs=64, model_kwargs=SMALL),
-    'ref48_small_e4_nolight': dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, lighting=0.),
-    'ref48_small_e4_light2':  dict(arch='reference', crop=48, epochs=4, lr=2e-3, bs=64, model_kwargs=SMALL, lighting=0.2),
-    'ref48_small_e3':  dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL),
-    'ref48_small_e3_repeat': dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL),  # reproducibility
-    'ref48_small_e3_ema': dict(arch='reference', crop=48, epochs=3, lr=2e-3, bs=64, model_kwargs=SMALL, ema=0.998),
-    'mnv3_64_e3':      dict(arch='mobilenetv3_small_100', crop=64, epochs=3, lr=5e-3, bs=64),
-    'mnv3_96_e3':      dict(arch='mobilenetv3_small_100', crop=96, epochs=3, lr=5e-3, bs=64),
-    'r18_48_e2':       dict(arch='resnet18', crop=48, epochs=2, lr=2e-3, bs=64),
-    'effb0_48_e2':     dict(arch='efficientnet_b0', crop=48, epochs=2, lr=3e-3, bs=64),
-    # variants of cpu-best (first swept on a GPU: same recipe, different arithmetic, so compare with the `cb` row there)
-    'cb':              cb(),
-    'cb_shift8':       cb(shift=8),
-    'cb_shift16':      cb(shift=16),
-    'cb_e28':          cb(epochs=28),
-    'cb_shift8_e28':   cb(shift=8, epochs=28),
-    'cb_c96':          cb(crop=96),
-    'cb_c80_shift8':   cb(crop=80, shift=8),
-    'cb_w24':          cb(model_kwargs=dict(widths=(24,48,96), dense=256)),
-    'cb_w24_shift8':   cb(model_kwargs=dict(widths=(24,48,96), dense=256), shift=8),
-    'cb_d3':           cb(model_kwargs=dict(widths=(16,32,64), dense=256, depth=3)),
-    'cb_ls01':         cb(label_smoothing=0.1),
-    'cb_lr4':          cb(lr=4e-3),
-    'cb_bs32':         cb(bs=32),
-    'cb_light2_shift8': cb(lighting=0.2, shift=8),
-    'cb_wd05':         cb(wd=0.05),
-    'cb_c96_e10':      cb(crop=96, epochs=10),
-    'cb_c88_shift4':   cb(crop=88, shift=4),
-    'cb_c96_ls01':     cb(crop=96, label_smoothing=0.1),
-    'cb_c96_e10_lr4':  cb(crop=96, epochs=10, lr=4e-3),
-    'cb_c80_shift8_e18': cb(crop=80, shift=8, epochs=18),
-    'r18_c64_shift8':  cb(arch='resnet18', model_kwargs={}, shift=8),
-    'ref_c96_shift8_e20': cb(crop=96, shift=8, epochs=20, model_kwargs={}),  # the full 2.4M reference CNN: a GPU-only ceiling
-}
-
-def subsample(n:int, seed:int=0)->Path:
-    "A balanced, seeded subsample of train/ as an items CSV (id,src,label)."
-    fn = WORK/f'train_sub{n}_s{seed}.csv'
-    if not fn.exists():
-        items = load_items(ROOT, 'train')
-        idx = np.concatenate([np.random.default_rng(seed).choice(np.where(items.label==c)[0], n//2, replace=False) for c in (0,1)])
-        WORK.mkdir(exist_ok=True); items.iloc[np.sort(idx)].to_csv(fn, index=False)
-    return fn
-
-def train_gflop(model, crop:int)->float:
-    "GFLOP of one training image (forward + backward) at `crop`."
-    model = model.cpu().train(); x = torch.randn(4, 3, crop, crop)
-    with FlopCounterMode(display=False) as fc: model(x).float().mean().backward()
-    model.zero_grad(set_to_none=True)
-    return fc.get_total_flops()/4/1e9
-
-def device_name()->str: return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
-
-HALF_SEED = 0  # fixed once: never change it, or half B stops being untouched
+def runs_dir()->Path: return Path(os.environ.get('HISTO_RECIPE_RUNS') or cache_dir()/'recipes')
 
 def half_a(items:pd.DataFrame)->np.ndarray:
-    "True for the items of valid/ in half A (where variants are chosen), False for half B (reported): fixed, stratified."
+    "True for the items of valid/ in half A, False for half B: fixed, stratified, by file name (issue 16's halves)."
     y = items['label'].values
     order = np.argsort(items['src'].map(lambda p: Path(str(p)).name).values, kind='stable')  # by file name: independent of listing order
     rng, half = np.random.default_rng(HALF_SEED), np.zeros(len(y), bool)
@@ -113,155 +55,205 @@ def half_a(items:pd.DataFrame)->np.ndarray:
         half[rng.permutation(idx)[:len(idx)//2]] = True
     return half
 
-def valid_pixels():
-    "valid/ pixels, labels, and its fixed halves (`half_a`)."
-    items = load_items(ROOT, 'valid'); x, items = decode_items(items, progress=False)
-    return np.asarray(x), (items['label'].values, half_a(items))
+def shifted(x:np.ndarray, # uint8 NHWC pixels
+            strength:float=SHIFT_STRENGTH, seed:int=SHIFT_SEED, chunk:int=SHIFT_CHUNK)->np.ndarray:
+    "`x` re-stained by a fixed, seeded H&E perturbation (see the module's docstring): the shifted yardstick."
+    g, out = torch.Generator().manual_seed(seed), np.empty_like(x)
+    for s in range(0, len(x), chunk):
+        xb = torch.from_numpy(np.ascontiguousarray(x[s:s+chunk])).permute(0, 3, 1, 2).float().div_(255)
+        out[s:s+chunk] = hed_jitter(xb, strength, g).mul_(255).round_().byte().permute(0, 2, 3, 1).numpy()
+    return out
 
-# cpu-best's own runs by seed (rows of recipe_rows.json): what a probe of one of its variants compares with
-CPU_BEST_ROWS = {42: 'cli:cpu-best_keep_last_keep_freed', 43: 'cli:cpu-best_seed43_1thr_pair', 44: 'cli:cpu-best_seed44_1thr_pair',
-                 45: 'cli:cpu-best_seed45', 46: 'cli:cpu-best_seed46'}
+def pixels(split:str)->tuple:
+    "Decoded uint8 pixels and labels of a split of the sample."
+    x, items = decode_items(load_items(PCAM, split), progress=False)
+    return np.asarray(x), items
 
-def cpu_best_tta(seed:int)->str:
-    "cpu-best's half A / half B AUC with dihedral TTA for `seed`, read from its row, as text."
-    r = next(r for r in json.loads(ROWS.read_text()) if r['name']==CPU_BEST_ROWS[seed])
-    return f"{r['A_tta_auc']:.4f} / {r['B_tta_auc']:.4f}"
-
-def halves(p, y, half)->tuple:
-    "ROC AUC of probabilities (or logits) `p` on half A and on half B, to 4 decimals."
-    return round(roc_auc_score(y[half], p[half]), 4), round(roc_auc_score(y[~half], p[~half]), 4)
-
-def aucs_of(run_dir:Path, xv, yv)->dict:
-    "AUC on the whole valid/ and on each half, with and without the default dihedral TTA."
-    y, half = yv; res = {}
-    for tta, key in (('none', 'valid_auc'), ('dihedral', 'tta_auc')):
-        p = predict([run_dir], xv, tta=tta, backend='torch', progress=False)
-        res[key] = round(roc_auc_score(y, p), 4)
-        res[f'A_{key}'], res[f'B_{key}'] = halves(p, y, half)
+def eval_sets()->dict:
+    "name -> (pixels, labels, half A mask or None): valid/, test/ (when the sample has it) and the shifted valid/."
+    xv, iv = pixels('valid'); yv = iv['label'].values
+    res = {'valid': (xv, yv, half_a(iv)), 'shift': (shifted(xv), yv, None)}
+    if (PCAM/'test').is_dir(): xt, it = pixels('test'); res['test'] = (xt, it['label'].values, None)
     return res
 
-class TrainPhaseTimes(Callback):
-    "Images and wall seconds of each epoch's training phase (validation left out), for a steady-state training img/s."
-    def __init__(self): self.n, self.secs = [], []  # not before_fit: `Learner.validate` sends that event too
-    def before_train(self): _sync(); self.n.append(0); self.t = time.perf_counter()
-    def after_batch(self):
-        if self.training: self.n[-1] += find_bs(self.learn.yb)
-    def after_train(self): _sync(); self.secs.append(time.perf_counter()-self.t)
-    def img_s(self)->int: k = min(1, len(self.secs)-1); return round(sum(self.n[k:])/sum(self.secs[k:]))  # epoch 1 (warm-up) left out
+def auc(y, p)->float: return round(float(roc_auc_score(y, p)), 4)
 
-def _sync():
-    if torch.cuda.is_available(): torch.cuda.synchronize()
+def adapted(run:Path, x:np.ndarray, bs:int=128)->tuple:
+    "A run's `(model, cfg)` with its BatchNorm statistics recomputed on the pixels `x` over the 8 dihedral views (AdaBN; no labels)."
+    model, cfg = load_artefact(run)
+    pred = Predictor([(model, cfg)], tta='dihedral', bs=bs, prefetch=False, backend='torch', device='cpu')
+    bns = [m for m in pred.models[0].modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns: m.reset_running_stats(); m.momentum = None; m.train()  # momentum None: a plain cumulative average
+    pred(x, progress=False)
+    return pred.models[0].eval(), cfg
 
-def run(name:str, kw:dict, n_train:int, xv, yv)->dict:
-    kw = dict(kw); out = RUNS/name
-    data = ROOT if n_train>=20000 else subsample(n_train)
-    t, tpt = time.time(), TrainPhaseTimes()
-    learn = train(data, out, cbs=[tpt], **{'patience': 0, **kw, 'valid': str(ROOT)})
-    secs = time.time()-t
-    aucs = aucs_of(out, xv, yv)
-    hist = pd.read_csv(out/'history.csv')
-    row = dict(name=name, n_train=n_train, **{k: str(v) for k,v in kw.items()}, train_s=round(secs), **aucs, epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1),
-               params=json.loads((out/'model.json').read_text())['n_params'], device=device_name(), train_img_s=tpt.img_s(),
-               train_gflop=round(train_gflop(learn.model, learn.dls.crop), 4))
-    print(json.dumps(row), flush=True)
+def score_runs(runs:list, # run folders; several: their mean probability
+               sets:dict, # from `eval_sets`
+               bs:int=128,
+               adabn:bool=False, # recompute each model's BatchNorm statistics on each scored set first (AdaBN)
+              )->dict:
+    "AUC with dihedral TTA on valid/ (and its halves), test/ and the shifted valid/, through one batch `Predictor`."
+    pred, res = Predictor([str(r) for r in runs], tta='dihedral', bs=bs, prefetch=False), {}
+    for name, (x, y, half) in sets.items():
+        if adabn: pred = Predictor([adapted(r, x, bs) for r in runs], tta='dihedral', bs=bs, prefetch=False)
+        t = time.time(); p = pred(x, progress=False)
+        key = {'valid': 'tta_auc', 'test': 'test_tta_auc', 'shift': 'shift_tta_auc'}[name]
+        res[key] = auc(y, p)
+        if half is not None: res['A_tta_auc'], res['B_tta_auc'] = auc(y[half], p[half]), auc(y[~half], p[~half])
+        print(f"  {name:6} {len(x):5} patches: AUC {res[key]:.4f} ({time.time()-t:.0f} s)", flush=True)
+    return res
+
+@functools.cache
+def base_settings()->dict:
+    "cpu-best as issue 16 left it: the [DEFAULT] of bench/variants.ini, which the 'changes' column is read against."
+    return {**{k:v['default'] for k,v in run_params().items()}, **recipe_settings(load_settings(VARIANTS))}
+
+def recipe_settings(s:dict)->dict:
+    "Run parameters (values) with the `model_*` keys folded into `model_kwargs`, from settings text or a run's record."
+    rp = run_params()
+    p = check_params({k:v for k,v in s.items() if k in rp and k not in ('data', 'out') and v is not None})
+    return {**p, 'model_kwargs': {**model_kwargs_of(s), **(s.get('model_kwargs') or {})}}
+
+SHOWN = ('arch', 'crop', 'bs', 'epochs', 'lr', 'ema', 'keep', 'lighting', 'label_smoothing', 'shift', 'stain_aug', 'stain_norm',
+         'mixup', 'wd', 'bf16', 'channels_last', 'drop_outliers', 'refit', 'weights')
+
+def changes(s:dict, n_train:int=20000)->str:
+    "What the run parameters `s` change from `base_settings`, briefly (`k=v`, comma-separated; 'none' when nothing)."
+    b = base_settings(); out = [f'n_train={n_train}'] if n_train!=20000 else []
+    out += [f'{k}={s[k]}' for k in SHOWN if k in s and str(s[k])!=str(b.get(k))]
+    mk, bm = s.get('model_kwargs') or {}, b['model_kwargs']
+    out += [f'{k}={tuple(v) if isinstance(v, list) else v}' for k,v in mk.items() if str(v).replace('[', '(').replace(']', ')')!=str(bm.get(k))]
+    out += [f'{k}=default' for k in bm if mk and k not in mk]
+    return ', '.join(out).replace('bf16=False, channels_last=False', 'fp32').replace('ema=0.0', 'no EMA') or 'none'
+
+def time_log(fn)->dict:
+    "Wall seconds and peak RSS (GB) from a `/usr/bin/time -v` log, when it holds them."
+    txt, res = Path(fn).read_text(errors='ignore'), {}
+    if m := re.search(r'Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)', txt):
+        res['process_wall_s'] = round(sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':')))))
+    if m := re.search(r'Maximum resident set size \(kbytes\): (\d+)', txt): res['peak_rss_gb'] = round(int(m.group(1))/2**20, 2)
+    return res
+
+def score(runs:list, # run folders (several: an ensemble)
+          variant:str|None=None, # the variant's name; None: the run's recorded one, else its folder name
+          sets:dict|None=None, log:str|None=None,
+          adabn:bool=False, # BatchNorm statistics recomputed on each scored set (AdaBN): the row's variant should say so
+         )->dict:
+    "A row for finished run(s): settings, seed, machine, wall time and the AUCs of `score_runs`."
+    runs = [Path(r) for r in runs]
+    for r in runs:
+        if not (r/'model.json').is_file(): raise HistoError(f"{r} holds no model.json: pass a run folder that `histo train` wrote.")
+    cfgs = [json.loads((r/'model.json').read_text()) for r in runs]
+    tr = cfgs[0]['train']; meta = runs[0]/'bench.json'
+    meta = json.loads(meta.read_text()) if meta.is_file() else {}
+    s = recipe_settings({**tr, 'model_kwargs': cfgs[0].get('model_kwargs')})
+    row = dict(name=' + '.join(r.name for r in runs), variant=variant or meta.get('variant') or runs[0].name,
+               seed=cfgs[0]['train'].get('seed') if len(cfgs)==1 else '+'.join(str(c['train'].get('seed')) for c in cfgs), machine=meta.get('machine') or device_name(),
+               n_train=tr.get('n_train', 0), changes=changes(s, tr.get('n_train', 20000)) + (' (mean of the runs)' if len(runs)>1 else '') + (', AdaBN at prediction' if adabn else ''),
+               settings={k:str(v) for k,v in s.items()}, train_s=round(sum(c['train']['seconds'] for c in cfgs)),
+               params=cfgs[0].get('n_params'), date=time.strftime('%Y-%m-%d', time.gmtime()))
+    if log or meta.get('time_log'): row.update(time_log(log or meta['time_log']))
+    if meta.get('threads'): row['threads'] = meta['threads']
+    print(f"scoring {row['name']} ({row['variant']}, seed {row['seed']})", flush=True)
+    row.update(score_runs(runs, sets if sets is not None else eval_sets(), adabn=adabn))
+    row['load'] = round(os.getloadavg()[0], 1)
     return row
 
-def score(run_dir:Path, name:str, xv, yv, time_log:str|None=None)->dict:
-    "A row for a run trained elsewhere (e.g. by `histo train --recipe ...`), with `/usr/bin/time -v` wall time if logged."
-    import re
-    cfg = json.loads((Path(run_dir)/'model.json').read_text()); tr = cfg['train']
-    aucs = aucs_of(Path(run_dir), xv, yv)
-    hist = pd.read_csv(Path(run_dir)/'history.csv')
-    wall = None
-    if time_log:
-        m = re.search(r'Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)', Path(time_log).read_text(errors='ignore'))
-        if m: wall = sum(float(v)*60**i for i,v in enumerate(reversed(m.group(1).split(':'))))
-    row = dict(name=name, n_train=tr.get('n_train', 0), arch=cfg['arch'], crop=str(cfg['crop']), epochs=str(tr['epochs']), lr=str(tr['lr']),
-               bs=str(tr['bs']), model_kwargs=str(cfg['model_kwargs']), train_s=round(tr['seconds']),
-               **{k: str(tr[k]) for k in ('ema','label_smoothing','shift','lighting','stain_aug','mixup','keep','wd','bf16','channels_last') if tr.get(k) not in (None, 0, False, 'best')},
-               **({'process_wall_s': round(wall)} if wall else {}), **aucs,
-               epoch_aucs=[round(a, 4) for a in hist.roc_auc], load=round(os.getloadavg()[0], 1), params=cfg['n_params'])
-    print(json.dumps(row), flush=True)
-    return row
+def train_run(variant:str, seed:int, threads:int|None, data:Path=PCAM)->Path:
+    "Train `variant` with `seed` through the command line, timed by `/usr/bin/time -v`; the run folder."
+    out = runs_dir()/f'{variant}_s{seed}'; out.parent.mkdir(parents=True, exist_ok=True)
+    in_ini = variant in _ini_sections()
+    cmd = (['/usr/bin/time', '-v'] if Path('/usr/bin/time').exists() else []) + [sys.executable, '-m', 'histo_lib.cli', 'train', str(data), '--recipe', variant, '--seed', str(seed),
+           '--out', str(out)] + (['--settings', str(VARIANTS)] if in_ini else [])
+    env = {**os.environ, **({'OMP_NUM_THREADS': str(threads), 'HISTO_THREADS': str(threads)} if threads else {})}
+    log = out.parent/f'{out.name}.log'
+    print(' '.join(cmd), f'> {log}', flush=True)
+    with open(log, 'w') as f: rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=out.parent).returncode
+    if rc: sys.exit(f"Training {variant} seed {seed} failed (exit {rc}); see {log}.")
+    (out/'bench.json').write_text(json.dumps(dict(variant=variant, seed=seed, threads=threads, machine=device_name(), time_log=str(log))))
+    return out
 
-CPU_REF = ('cli:cpu-best_e14_ema', 778)  # the cpu-best run measured on the 2-core machine: its row and train seconds
+def _ini_sections()->list:
+    from configparser import ConfigParser
+    cp = ConfigParser(interpolation=None); cp.read(VARIANTS); return cp.sections()
 
-def cpu_gflops()->float:
-    "Training GFLOP/s that the 2-core machine sustained on the cpu-best recipe (FLOPs x images / measured wall time)."
-    from histo_lib.models import build_model
-    return train_gflop(build_model('reference', **SMALL), 64)*20000*14/CPU_REF[1]
+def add_row(row:dict):
+    "Add `row` to the rows file (replacing a row of the same name, variant and seed), re-read first: others may write too."
+    rows = json.loads(ROWS.read_text()) if ROWS.exists() else []
+    rows = [r for r in rows if (r['name'], r.get('variant'), str(r.get('seed')))!=(row['name'], row['variant'], str(row['seed']))] + [row]
+    tmp = ROWS.with_suffix('.tmp'); tmp.write_text(json.dumps(rows, indent=1)); os.replace(tmp, ROWS)
 
-def est_cpu_min(r, rate)->str:
-    "FLOP-proportional estimate of the row's training wall time on the 2-core machine (measured there for cpu rows)."
-    if 'train_gflop' not in r: return '-'
-    return f"{r['train_gflop']*r['n_train']*int(r.get('epochs') or 0)/rate/60:.0f}"
+def mean_sd(vals:list)->str:
+    "'0.9512' for one value, '0.9512 ± 0.0031' (sample sd) for several, '-' for none."
+    if not vals: return '-'
+    return f'{vals[0]:.4f}' if len(vals)==1 else f'{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f}'
 
-def table(rows, rate:float)->str:
-    hdr = ("| variant | device | n_train | arch | crop | epochs | lr | extra | params | train s | est. 2-core min | valid AUC | TTA AUC (dihedral) | "
-           "half A TTA AUC (choose) | half B TTA AUC (report) | AUC per epoch | load |\n" + "|---"*17 + "|\n")
-    std = {'arch','crop','epochs','lr','name','n_train','train_s','valid_auc','tta_auc','epoch_aucs','load','params','device','train_gflop',
-           'A_valid_auc','B_valid_auc','A_tta_auc','B_tta_auc'}
-    half = lambda r, k: f"{r[k]:.4f}" if k in r else '-' 
-    dflt = load_settings(packaged_settings)  # a settings recipe's row holds every key: its extras are those unlike [DEFAULT]
-    return hdr + '\n'.join(f"| {r['name']} | {r.get('device', 'cpu')} | {r['n_train']} | {r.get('arch')} | {r.get('crop')} | {r.get('epochs')} | {r.get('lr')} | "
-                           f"{', '.join(f'{k}={v}' for k,v in r.items() if k not in std and str(v)!=dflt.get(k))} | {r['params']/1e6:.2f}M | {r['train_s']} | {est_cpu_min(r, rate)} | "
-                           f"{r['valid_auc']:.4f} | {r['tta_auc']:.4f} | {half(r, 'A_tta_auc')} | {half(r, 'B_tta_auc')} | {' '.join(map(str, r['epoch_aucs']))} | {r['load']} |" for r in rows)
+def short_machine(m:str)->str:
+    "A table-sized machine name: the GPU's model, else the CPU's vendor and family."
+    if m=='cpu' or not m: return 'CPU'
+    m = re.sub(r'\((R|TM)\)|NVIDIA |Processor|CPU|@.*', '', m).replace('(AVX512-BF16)', 'bf16').replace('(AMX)', 'AMX')
+    return re.sub(r'\s+', ' ', m).strip()[:22]
+
+def table(rows:list)->str:
+    """One line per (variant, machine, changes): seeds, wall minutes and mean ± sd over seeds of each AUC (a seed's latest row counts).
+    The changes are part of the key, so a packaged recipe that changes (cpu-best) starts a line of its own."""
+    groups = {}
+    for r in rows: groups.setdefault((r['variant'], short_machine(r.get('machine', '')), r.get('changes', '-')), {})[str(r.get('seed'))] = r
+    lines = []
+    for (v, m, _), by_seed in groups.items():
+        rs = list(by_seed.values())
+        wall = [r.get('process_wall_s', r.get('train_s')) for r in rs if r.get('process_wall_s', r.get('train_s'))]
+        lines.append([v, m, rs[-1].get('changes', '-')[:90], ' '.join(by_seed), f"{np.mean(wall)/60:.0f}" if wall else '-',
+                      *[mean_sd([r[k] for r in rs if r.get(k) is not None]) for k,_ in METRICS]])
+    return md_table(['variant', 'machine', 'changes from issue-16 cpu-best', 'seeds', 'wall min', *[t for _,t in METRICS]], lines)
+
+PROTOCOL = """## Every recipe variant (`recipe`)
+
+One line per variant, machine and settings from every row of `bench/recipe_rows.json` (a row: one trained run, or the mean of runs); AUCs are **mean ± sd over seeds** \
+(a seed's latest row counts), all with the default dihedral TTA. **valid/**: the 3,000 valid/ patches (other slides than train/); **half A / half B**: issue 16's \
+fixed stratified halves of it (A chose, B reported; they share slides); **test/**: the 1,000 PCam test-split patches (other slides again, never trained on); \
+**shifted valid/**: valid/ re-stained by a fixed, seeded H&E perturbation (`recipe.shifted`: `stain.hed_jitter` at strength 0.1 with generator seed 0 in chunks \
+of 500, per patch and stain a scale U(0.9, 1.1) and an optical-density shift U(-0.1, 0.1)). '-': not measured (rows older than test/ and the shifted set, or \
+probes that scored only the halves). **wall min**: `/usr/bin/time -v` of the whole `histo train` when recorded, else `train()`'s seconds (one thread when two \
+runs shared the cores). **changes**: keys that differ from [DEFAULT] of `bench/variants.ini` (issue 16's cpu-best); pre-issue-16 rows differ in many. Issue \
+23's rule: a variant is better only if it beats cpu-best on valid/ **and** test/ over at least three seeds.
+"""
+
+def render(rows:list|None=None):
+    rows = rows if rows is not None else json.loads(ROWS.read_text())
+    write_section('recipe', PROTOCOL + '\n' + table(rows))
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('variants', nargs='*'); ap.add_argument('--n-train', type=int, default=20000)
-    ap.add_argument('--settings', nargs='+', default=[], help='run recipe sections of settings.ini instead (e.g. cpu-best)')
-    ap.add_argument('--settings-file', default=None, help='an ini whose sections --settings may also name (e.g. bench/issue16_variants.ini)')
-    ap.add_argument('--seed', type=int, default=None, help="override each --settings recipe's seed (the row's name says so)")
-    ap.add_argument('--epochs', type=int, default=None, help="override each --settings recipe's epochs, e.g. for a short throughput probe")
-    ap.add_argument('--threads', type=int, default=None); ap.add_argument('--list', action='store_true')
-    ap.add_argument('--score', default=None, help='a finished run folder to score and add as a row (with --name)')
-    ap.add_argument('--name', default=None); ap.add_argument('--time-log', default=None, help='log holding `/usr/bin/time -v` output')
-    ap.add_argument('--merge', default=None, help='a rows file written elsewhere (e.g. by bench/gpu_recipe.sh on a GPU): add its rows')
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('variants', nargs='*', help='sections of bench/variants.ini or packaged recipes to train and score')
+    ap.add_argument('--seeds', type=int, nargs='+', default=[42], help='one run per seed')
+    ap.add_argument('--threads', type=int, default=None, help='torch threads of each training and of the scoring')
+    ap.add_argument('--score', nargs='+', default=None, metavar='RUN', help='score finished run folder(s) (several: their mean)')
+    ap.add_argument('--variant', default=None, help="the scored row's variant name (default: the run's bench.json, else its folder name)")
+    ap.add_argument('--adabn', action='store_true', help='with --score: recompute BatchNorm statistics on each scored set first (AdaBN)')
+    ap.add_argument('--time-log', default=None, help='`/usr/bin/time -v` log of the training, for wall time and peak RSS')
+    ap.add_argument('--merge', default=None, metavar='ROWS.json', help='add rows measured elsewhere (bench/gpu.sh recipe)')
+    ap.add_argument('--table', action='store_true', help='only re-render the table from the rows')
+    ap.add_argument('--list', action='store_true', help='list the variants of bench/variants.ini')
     a = ap.parse_args()
-    if a.list: print('\n'.join(f'{k}: {v}' for k,v in VARIANTS.items())); return
+    if a.list: print('\n'.join(_ini_sections())); return
+    if not (a.table or a.variants or a.score or a.merge): ap.error('name variants to train, --score RUN, --merge, --table or --list')
     set_threads(a.threads)
-    todo = {n: VARIANTS[n] for n in a.variants}
-    over = {k:v for k,v in (('seed', a.seed), ('epochs', a.epochs)) if v is not None}
-    for rcp in a.settings:  # the recipe exactly as `histo train --recipe` runs it, but for the overrides its row's name spells
-        todo[f'settings:{rcp}' + ''.join(f'_{k}{v}' for k,v in over.items())] = {**recipe_params(load_settings(a.settings_file or packaged_settings, rcp)), **over}
-    if (todo or a.score) and not ROOT.exists(): sys.exit(f'{ROOT} is absent.')
-    xv, yv = valid_pixels() if todo or a.score else (None, None)
-    fn = ROWS  # every variant ever run: the table is rebuilt from it
-    jobs = [(n, lambda n=n, kw=kw: run(n, kw, a.n_train, xv, yv)) for n,kw in todo.items()]
-    if a.score: jobs.append((a.name or Path(a.score).name, lambda: score(Path(a.score), a.name or Path(a.score).name, xv, yv, a.time_log)))
-    jobs += [(r['name'], lambda r=r: r) for r in (json.loads(Path(a.merge).read_text()) if a.merge else [])]
-    rows = json.loads(fn.read_text()) if fn.exists() else []  # no variants given: just re-render the table
-    for name, job in jobs:
-        row = job()
-        rows = json.loads(fn.read_text()) if fn.exists() else []  # re-read: other runs may have added rows meanwhile
-        rows = [r for r in rows if (r['name'], r['n_train'])!=(name, row['n_train'])] + [row]
-        fn.write_text(json.dumps(rows, indent=1))
-    rate = cpu_gflops()
-    body = ("## Recipe search on pcam-sample (train/ 20k or a balanced subsample; scored on valid/ 3k, slide-disjoint, and its two fixed halves)\n\n"
-            "**Protocol (issue 16).** valid/ is cut once into two fixed halves of 1,500 patches (stratified by label, seeded "
-            f"{HALF_SEED}, by file name; `valid_pixels`): variants are compared and the recipe chosen on **half A** only; "
-            "**half B**, which no choice looked at, is the estimate to report. Rows from before the halves existed show '-' there "
-            "(those recipes were chosen on the whole of valid/). Runs with `keep=last` end with their last weights, so valid/ "
-            "chose nothing inside them either; older rows kept the best epoch by valid AUC.\n\n"
-            "valid AUC: the saved model, no TTA; TTA AUC: mean of the 8 dihedral views (the default). "
-            "train s: wall seconds of `train()` incl. data loading on the shared 2-core machine (load = 1-min load average "
-            "at the end; other jobs shared the cores, so times are upper bounds). One torch thread per run: with 2 threads on the "
-            "oversubscribed cores torch spin-waits and trains ~3x slower (reference CNN crop 64: 8.6 vs 26.5 img/s at load 5). "
-            "`cli:` rows are `histo train ... --recipe cpu-best` runs scored afterwards (`process_wall_s`: `/usr/bin/time -v` of the "
-            "whole command). `*_repeat` reruns a variant with the same seed to check reproducibility.\n\n"
-            "`device` NVIDIA H200 rows are the `cb*` sweep of cpu-best variants (same code, data and seed; 6 variants trained at "
-            "once, so their train s are not speeds): the GPU ran in 2 x 7 minutes what would take the 2-core machine about 4.5 hours at float32 speed. "
-            "Its `cb` row (the earlier crop-64 cpu-best) reproduces the CPU run `cli:cpu-best_e14_ema` (0.9253/0.9317 vs 0.9213/0.9309). "
-            "The `settings:kaggle-gpu*` H200 rows (2026-11-27, `bash bench/gpu_recipe.sh`) each ran alone on the GPU, so their train s and "
-            "`train_img_s` (training phase only, epoch 1 left out) are speeds: the Kaggle kernel's default recipe, which is cpu-best's, on the sample. "
-            "In the same call a wave of eight 20-epoch runs at once (cpu-best seeds 42-45, `m2_e20` and `ref4_e20` of "
-            "bench/issue16_variants.ini seeds 42-43) trained at ~900 img/s each and was stopped at its 390 s limit after epoch 14-16, so "
-            "it left no rows; its logs give the whole valid/ AUC without TTA after epoch 14 of 20, which includes half B, so nothing was "
-            "chosen on it: cpu-best seeds 42-45 0.9486 / 0.9438 / 0.9475 / 0.9498 (mean 0.9474), two members 0.9533 / 0.9470 (mean 0.9502), "
-            "four conv blocks 0.9526 / 0.9454 (mean 0.9490). Seed 42 of that wave matched the run alone epoch for epoch. `est. 2-core min`: the row's training "
-            f"FLOPs at the float32 rate the 2-core machine sustained on cpu-best ({rate:.0f} GFLOP/s); bfloat16 autocast "
-            "(`bf16`) trains ~2.6x faster than that on this AMX-capable CPU (section `train_precision`).\n\n" + table(rows, rate))
-    write_section('recipe', body)
+    try:
+        if a.variants or a.score:
+            if not (PCAM/'valid').is_dir(): sys.exit(f"{PCAM}/valid is absent: set HISTO_PCAM to the pcam-sample folder.")
+            for v in a.variants:  # an unknown name or a folder that is no run fails now, not after a run
+                if v not in _ini_sections():
+                    try: load_settings(packaged_settings, v)
+                    except HistoError: sys.exit(f"Unknown variant '{v}': name a section of {VARIANTS} ({', '.join(_ini_sections())}) or a packaged recipe (e.g. cpu-best).")
+            for r in a.score or []:
+                if not (Path(r)/'model.json').is_file(): sys.exit(f"{r} holds no model.json: pass a run folder that `histo train` wrote.")
+            sets = eval_sets()
+            if a.score: add_row(score(a.score, a.variant, sets, a.time_log, a.adabn))
+            for v in a.variants:
+                for seed in a.seeds: add_row(score([train_run(v, seed, a.threads)], v, sets))
+        for r in (json.loads(Path(a.merge).read_text()) if a.merge else []): add_row(r)
+        render()
+    except HistoError as e: sys.exit(str(e))
 
 if __name__=='__main__': main()

@@ -3,7 +3,7 @@ with dihedral TTA, ONNX Runtime and PyTorch, and peak RSS, on a 40,000 x 40,000-
 glass; the same tissue on a 10,000-pixel slide shows that the time follows the tissue, not the slide's size.
 
 The slides are pyramidal JPEG TIFFs (levels /1 /2 /4, 256-px tiles, 0.972 µm/px) written once by
-`histo_lib.slide.write_slide` into --cache (default $HISTO_CACHE/slide_bench or /tmp), with the same tissue islands
+`histo_lib.synth.write_slide` into --cache (default $HISTO_CACHE/slide_bench or /tmp), with the same tissue islands
 (about --tissue tiles of synthetic patches) at the same place. The model is the reference CNN (2.4M parameters) at crop
 64 with random weights: speed does not depend on what it learnt. Each measurement runs in a fresh subprocess that
 reports its peak RSS (`ru_maxrss`) and the phases of `slide.json` (tissue detection, prediction, writing outputs).
@@ -35,7 +35,7 @@ def islands(n_rows:int, n_cols:int, tissue:int, seed:int=0)->np.ndarray:
 def make_slide(fn:Path, size:int, tissue:int)->Path:
     "The bench slide: `islands` of 400 distinct synthetic patches (reused), glass elsewhere, `size` px square."
     if fn.exists(): return fn
-    from histo_lib.slide import write_slide
+    from histo_lib.synth import write_slide
     from histo_lib.synth import synth_patches
     n = -(-size//CELL)
     m = islands(n, n, tissue)
@@ -94,6 +94,7 @@ def main():
     ap.add_argument('--cache', type=Path, default=Path(os.environ.get('HISTO_CACHE') or '/tmp')/'slide_bench')
     ap.add_argument('--quick', action='store_true', help='no-TTA rows only')
     ap.add_argument('--no-write', action='store_true', help='print only; leave bench/RESULTS.md alone')
+    ap.add_argument('--section', default='slide_throughput', help='RESULTS.md section to write (bench/gpu.sh: slide_gpu)')
     a = ap.parse_args()
     if a.child: return child(a)
     a.cache.mkdir(parents=True, exist_ok=True)
@@ -106,9 +107,9 @@ def main():
     rows += [measure(a, big, b, t) for t in ttas for b in backends]
     rows.append(measure(a, small, backends[0], 'none'))  # again at the end: the pair brackets the big slide's rows
     if a.no_write: return
-    from _results import write_section
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), 'unknown CPU')
-    body = [f"## Whole-slide inference (`slide_throughput`)\n",
+    from _results import write_section, cpu_name
+    cpu = cpu_name()
+    body = [f"## Whole-slide inference (`{a.section}`)\n",
             f"`predict_slides` on synthetic pyramidal JPEG TIFFs at 0.972 µm/px (levels /1 /2 /4, 256-px tiles): a {a.size:,} x "
             f"{a.size:,}-px slide and a {a.small:,} x {a.small:,}-px one carrying the same tissue islands, the rest glass ("
             f"{rows[0]['n_tissue']} tissue tiles found on the small slide, {rows[1]['n_tissue']} on the large one, whose coarser "
@@ -128,6 +129,6 @@ def main():
     body.append(f"\nThe {a.size//a.small}x wider slide ({(a.size/a.small)**2:.0f}x the pixels, {big_none['n_grid']/rows[0]['n_grid']:.0f}x the grid) "
                 f"with the same tissue took {big_none['total_s']:.1f} s against {small_t:.1f} s (mean of the two small-slide runs): "
                 f"the extra is the larger thumbnail and tissue mask, not the model.")
-    write_section('slide_throughput', '\n'.join(body))
+    write_section(a.section, '\n'.join(body))
 
 if __name__ == '__main__': main()

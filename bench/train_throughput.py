@@ -6,8 +6,15 @@ Adam step. No colour jitter in either (fastai: `lighting=0`). The fastai side is
 (the `histo_dblock` DataBlock, read by `HistoDL`) + `histo_learner` + `fit_one_cycle` with progress bar and logging off and validation skipped; the plain side is a `for` loop with
 `torch.optim.Adam`. Rounds are interleaved (fastai, plain, fastai, plain, ...) so machine load hits both alike.
 
+Every row also gives the FLOPs the fastai path puts to use: training GFLOP per image (forward + backward, torch's
+FlopCounterMode) x img/s, against this machine's matmul peak (the best 4096x4096 `torch.mm` on the same threads, in the
+row's precision). The library's `keep_freed_memory` is on, as `histo train` runs; `HISTO_KEEP_FREED=0` measures glibc's
+default instead (the +39% of `keep_freed_memory` was measured that way).
+
     python bench/train_throughput.py                      # default grid
+    python bench/train_throughput.py --recipe cpu-best --archs reference --crops 96 --variants default,channels_last+bf16
     python bench/train_throughput.py --threads 1 --archs reference --crops 64
+    python bench/train_throughput.py --data-path          # the batch path alone (no model) from RAM, memmap and JPEGs
 """
 from __future__ import annotations
 import argparse, os, sys, time, tempfile, warnings
@@ -15,12 +22,15 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
-from _results import write_section
+from _results import write_section, gflop, md_table, PCAM
 from fastai.callback.core import Callback, CancelValidException
-from histo_lib.core import set_seed
-from histo_lib.data import array_dls, center_crop, dihedral, load_items, decode_items
+from histo_lib.core import set_seed, keep_freed_memory, load_settings, packaged_settings
+from histo_lib.data import array_dls
+from histo_lib.transforms import center_crop, dihedral
+from histo_lib.patches import load_items
+from histo_lib.cache import decode_items
 from histo_lib.models import build_model
-from histo_lib.train import histo_learner
+from histo_lib.train import histo_learner, model_kwargs_of
 
 class _Timer(Callback):
     "Time training batches after `warm` warm-up batches; skip validation."
@@ -32,7 +42,7 @@ class _Timer(Callback):
 
 def pixels(n:int, seed:int=0):
     "n training patches of pcam-sample (decoded cache) as an in-RAM uint8 array, or synthetic ones when absent."
-    root = Path(__file__).parents[2]/'shared'/'data'/'pcam-sample'
+    root = PCAM
     if root.exists():
         items = load_items(root, 'train')
         idx = np.sort(np.random.default_rng(seed).choice(len(items), n, replace=False))
@@ -81,8 +91,9 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
 
 def data_path(n_batches:int=30, bs:int=64, crop:int=64):
     "Images/s of the training batch path alone (gather, crop, float, dihedral, jitter, normalise) from three sources."
-    from histo_lib.data import read_patches, channel_stats
-    root = Path(__file__).parents[2]/'shared'/'data'/'pcam-sample'
+    from histo_lib.cache import read_patches
+    from histo_lib.transforms import channel_stats
+    root = PCAM
     items = load_items(root, 'train'); mm, items = decode_items(items, progress=False)
     ram = np.asarray(mm[:n_batches*bs*2])
     y = items['label'].values.astype(np.float32)[:len(ram)]
@@ -102,12 +113,20 @@ def data_path(n_batches:int=30, bs:int=64, crop:int=64):
         print(f"{name:34s} {res[name]:8.0f} img/s", flush=True)
     return res
 
+def matmul_peak(dtype, n:int=4096, reps:int=6)->float:
+    "GFLOP/s of an n x n matmul on this machine's torch threads."
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a@b; best = float('inf')
+    for _ in range(reps):
+        t = time.perf_counter(); a@b; best = min(best, time.perf_counter()-t)
+    return 2*n**3/best/1e9
+
 def _speedup(rows, r)->str:
     base = next((o[3] for o in rows if o[:2]==r[:2] and o[6]==r[6] and o[2]=='default'), None)
     return f"{r[3]/base:.2f}x" if base else '-'
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--archs', default='reference,resnet18'); ap.add_argument('--crops', default='96,64')
     ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
@@ -115,45 +134,48 @@ def main():
     ap.add_argument('--variants', default='default,channels_last+bf16',
                     help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
-    ap.add_argument('--small', action='store_true', help="the reference CNN at cpu-best's size: widths (16,32,64), dense 256")
+    ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
     ap.add_argument('--data-path', action='store_true', help='only time the batch path (no model) from RAM, memmap cache and JPEGs')
     a = ap.parse_args()
     threads = [int(t) for t in str(a.threads).split(',')]
-    torch.set_num_threads(threads[0])
+    torch.set_num_threads(threads[0]); keep_freed_memory()  # as `histo train` runs (HISTO_KEEP_FREED=0: glibc's default)
     if a.data_path:
         load0 = os.getloadavg()[0]; res = data_path(crop=int(a.crops.split(',')[-1]))
         write_section('train_data_path', f"## Training batch path alone (no model), crop {a.crops.split(',')[-1]}, bs 64, torch threads {a.threads}, load {load0:.1f}\n\n"
-                      "| source | img/s |\n|---|---|\n" + '\n'.join(f"| {k} | {v:.0f} |" for k,v in res.items()))
+                      + md_table(['source', 'img/s'], [(k, f'{v:.0f}') for k,v in res.items()]))
         return
+    mk = model_kwargs_of(load_settings(packaged_settings, a.recipe)) if a.recipe else {}
     load0 = os.getloadavg()[0]
+    peak = {bf: matmul_peak(torch.bfloat16 if bf else torch.float32) for bf in {'bf16' in v.split('+') for v in a.variants.split(',')}}
     x, y, src = pixels(a.bs*a.batches)
     rows = []
     for arch in a.archs.split(','):
+        kw = mk if arch=='reference' else {}
         for crop in map(int, a.crops.split(',')):
+            gf = gflop(build_model(arch, **kw), crop, train=True)
             for var in a.variants.split(','):
               for th in threads:
                 flags = set(var.split('+')); cl, bf = 'channels_last' in flags, 'bf16' in flags
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
-                    mk = dict(widths=(16,32,64), dense=256) if a.small and arch=='reference' else None
-                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=mk))
-                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=mk))
+                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw))
+                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw))
                 f, p = np.median(fa), np.median(pl)
-                rows.append((arch, crop, var, f, p, p/f-1, th))
+                rows.append((arch, crop, var, f, p, p/f-1, th, f*gf, f*gf/peak[bf]))
                 print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
-                      f"(rounds fastai {[round(v) for v in fa]}, plain {[round(v) for v in pl]})", flush=True)
+                      f"{f*gf:.0f} GFLOP/s = {f*gf/peak[bf]:.0%} of peak (rounds fastai {[round(v) for v in fa]}, plain {[round(v) for v in pl]})", flush=True)
     load1 = os.getloadavg()[0]
-    body = (f"## Training throughput: fastai Learner vs plain PyTorch\n\n"
+    body = (f"## Training throughput and FLOP use (`{a.section}`)\n\n"
             f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
-            f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, load average {load0:.1f} at start / {load1:.1f} at end "
-            f"(the 2 cores are shared with other jobs, so absolute img/s are noisy; the ratio is measured interleaved). "
+            f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, load average {load0:.1f} at start / {load1:.1f} at end. "
             f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
-            f"Overhead = plain/fastai - 1 (positive: fastai slower).\n\n"
-            + ("The reference CNN is built at cpu-best's size (widths 16/32/64, dense 256). " if a.small else "") +
-            "Speed-up: fastai img/s over the `default` variant's at the same arch, crop and threads.\n\n"
-            "| arch | crop | fastai variant | threads | fastai img/s | plain img/s | fastai overhead | speed-up |\n|---|---|---|---|---|---|---|---|\n" +
-            '\n'.join(f"| {r[0]} | {r[1]} | {r[2]} | {r[6]} | {r[3]:.1f} | {r[4]:.1f} | {100*r[5]:+.1f}% | {_speedup(rows, r)} |" for r in rows))
+            f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop and threads. "
+            f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
+            + ', '.join(f"{v:.0f} GFLOP/s {'bfloat16' if k else 'float32'}" for k,v in peak.items()) + ". " + (f"Reference CNN as recipe `{a.recipe}` builds it ({mk}). " if a.recipe else "") +
+            f"keep_freed_memory {'off (HISTO_KEEP_FREED=0)' if os.environ.get('HISTO_KEEP_FREED')=='0' else 'on'}.\n\n" +
+            md_table(['arch', 'crop', 'fastai variant', 'threads', 'fastai img/s', 'plain img/s', 'fastai overhead', 'speed-up', 'GFLOP/s', 'share of peak'],
+                     [(r[0], r[1], r[2], r[6], f'{r[3]:.1f}', f'{r[4]:.1f}', f'{100*r[5]:+.1f}%', _speedup(rows, r), f'{r[7]:.0f}', f'{r[8]:.0%}') for r in rows]))
     write_section(a.section, body)
 
 if __name__=='__main__': main()

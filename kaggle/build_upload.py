@@ -1,32 +1,35 @@
-"""Build the folder to upload as the Kaggle dataset `histo-lib/histo-lib-wheels`.
+"""Build both Kaggle uploads, with your Kaggle username filled in once.
 
-    python kaggle/build_upload.py kaggle/_upload [--extra NAME ...] [--id OWNER/SLUG]
+    python kaggle/build_upload.py --user YOU [--out kaggle/_upload] [--extra NAME ...]
 
-It holds the histo_lib wheel (built from this repo), wheels of any runtime dependency Kaggle's image lacks
-(`histo_lib.release.kaggle_image_pkgs`) plus each `--extra`, and `dataset-metadata.json`. Then upload it with the
-printed `kaggle datasets create` (first time) or `kaggle datasets version` command.
+Writes `OUT/wheels/` (the dataset YOU/histo-lib-wheels: the histo_lib wheel built from this repo, wheels of any requirement
+Kaggle's image is not known to have (`histo_lib.release.kaggle_image`) plus each `--extra`, and `dataset-metadata.json`)
+and `OUT/kernel/` (`histo_kernel.py` and its `kernel-metadata.json`: id YOU/histo-lib-kernel, the wheel dataset attached),
+checked by `histo_lib.release.check_kernel_metadata`. Then upload them with the printed `kaggle` commands.
 """
-import sys, argparse
+import os, sys, argparse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's histo_lib, installed or not
 from histo_lib.core import HistoError
-from histo_lib.kaggle import wheels_dataset
-from histo_lib.release import build_bundle
+from histo_lib.release import build_upload
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('out', help='folder to fill (e.g. kaggle/_upload)')
+    p.add_argument('--user', default=os.environ.get('KAGGLE_USERNAME'), help='your Kaggle username (default: $KAGGLE_USERNAME)')
+    p.add_argument('--out', default=str(REPO/'kaggle'/'_upload'), help='folder to (re)fill: wheels/ and kernel/ (default kaggle/_upload)')
     p.add_argument('--extra', action='append', default=[], metavar='NAME', help='also bundle a wheel of NAME (repeatable)')
-    p.add_argument('--id', default=wheels_dataset, help=f'Kaggle dataset id, owner/slug (default {wheels_dataset})')
     p.add_argument('--isolation', action='store_true', help="build the wheel in pip's isolated environment (needs network)")
     a = p.parse_args(argv)
-    try: res = build_bundle(a.out, REPO, a.extra, a.id, a.isolation)
+    try: res = build_upload(a.user, a.out, REPO, a.extra, a.isolation)
     except HistoError as e: print(f"error: {e}", file=sys.stderr); return 2
-    print(f"Built {a.out}: {', '.join(res['files'])}")
-    if res['missing_on_kaggle']: print(f"Bundled dependencies Kaggle's image lacks: {', '.join(res['missing_on_kaggle'])}")
-    print(f"Next: kaggle datasets create -p {a.out}   (later uploads: kaggle datasets version -p {a.out} -m 'histo_lib {res['wheel']}')")
+    print(f"Built {res['wheels']} (dataset {res['wheels_id']}): {', '.join(res['files'])}")
+    if res['missing_on_kaggle']: print(f"Bundled requirements Kaggle's image is not known to have: {', '.join(res['missing_on_kaggle'])}")
+    print(f"Built {res['kernel']} (kernel {res['kernel_id']}): histo_kernel.py, kernel-metadata.json (checked)")
+    print(f"Try it first: python kaggle/run_local.py --upload {res['out']}")
+    print(f"Next: kaggle datasets create -p {res['wheels']}   (later uploads: kaggle datasets version -p {res['wheels']} -m 'histo_lib {res['wheel'].split('-')[1]}')")
+    print(f"Then: kaggle kernels push -p {res['kernel']}")
     return 0
 
 if __name__ == '__main__': sys.exit(main())

@@ -3,7 +3,7 @@ import shutil
 import numpy as np, pandas as pd, pytest, tifffile, h5py, torch
 from PIL import Image
 from histo_lib.core import HistoError
-from histo_lib import data as D
+from histo_lib import cache, data, patches
 from histo_lib.synth import make_synth, make_synth_folder, make_synth_h5, synth_patches
 
 @pytest.fixture(scope='module')
@@ -15,37 +15,37 @@ def kcopy(kaggle, tmp_path):
 
 # --- layouts ---------------------------------------------------------------------------------------------------
 def test_kaggle_layout(kaggle):
-    assert D.detect_layout(kaggle)=='kaggle'
-    tr, te = D.load_items(kaggle, 'train'), D.load_items(kaggle, 'test')
+    assert patches.detect_layout(kaggle)=='kaggle'
+    tr, te = patches.load_items(kaggle, 'train'), patches.load_items(kaggle, 'test')
     assert (len(tr), len(te)) == (40, 12)
     assert set(tr.label.unique()) <= {0., 1.} and te.label.isna().all()
     assert list(te.id) == list(pd.read_csv(kaggle/'sample_submission.csv').id)  # the sample's order
-    x, _ = D.decode_items(tr, progress=False)
+    x, _ = cache.decode_items(tr, progress=False)
     assert x.shape == (40,96,96,3) and x.dtype == np.uint8
 
 def test_folder_layout(tmp_path):
     root = make_synth_folder(tmp_path/'f', n_per_class=6, seed=2)
-    assert D.detect_layout(root)=='folder'
-    tr, va = D.load_items(root, 'train'), D.load_items(root, 'valid')
+    assert patches.detect_layout(root)=='folder'
+    tr, va = patches.load_items(root, 'train'), patches.load_items(root, 'valid')
     assert (len(tr), tr.label.sum(), len(va)) == (12, 6, 12)
-    dls = D.histo_dls(root, crop=32, bs=4)
+    dls = data.histo_dls(root, crop=32, bs=4)
     assert (len(dls.items['train']), len(dls.items['valid'])) == (12, 12)  # its own valid/ is the validation set
     xb, yb = dls.train.one_batch()
     assert xb.shape == (4,3,32,32) and yb.shape == (4,)
 
 def test_h5_layout(tmp_path):
     root = make_synth_h5(tmp_path/'h', n=10, seed=3)
-    assert D.detect_layout(root)=='h5'
-    tr = D.load_items(root, 'train')
+    assert patches.detect_layout(root)=='h5'
+    tr = patches.load_items(root, 'train')
     assert len(tr)==10 and tr.src.iloc[0].endswith('#0')
-    x, _ = D.decode_items(tr, cache=False, progress=False)
+    x, _ = cache.decode_items(tr, cache=False, progress=False)
     with h5py.File(root/'camelyonpatch_level_2_split_train_x.h5') as f: np.testing.assert_array_equal(x, f['x'][:])
     shuffled = tr.src.values[[3,1,7]]  # out-of-order rows are read in order and put back
-    np.testing.assert_array_equal(D.read_patches(shuffled), x[[3,1,7]])
+    np.testing.assert_array_equal(cache.read_patches(shuffled), x[[3,1,7]])
 
 def test_images_layout_unlabelled(kaggle):
-    items = D.load_items(kaggle/'test', 'test')
-    assert D.detect_layout(kaggle/'test')=='images' and len(items)==12 and items.label.isna().all()
+    items = patches.load_items(kaggle/'test', 'test')
+    assert patches.detect_layout(kaggle/'test')=='images' and len(items)==12 and items.label.isna().all()
 
 # --- bad input: each check names the culprit -------------------------------------------------------------------
 def _labels(root, **kw):
@@ -53,28 +53,28 @@ def _labels(root, **kw):
 
 def test_bad_labels(kcopy):
     df = _labels(kcopy); df.loc[3,'label'] = 2; df.loc[5,'label'] = np.nan; df.to_csv(kcopy/'train_labels.csv', index=False)
-    with pytest.raises(HistoError, match=f"2 labels are not 0 or 1.*{df.id[3]}"): D.load_items(kcopy)
+    with pytest.raises(HistoError, match=f"2 labels are not 0 or 1.*{df.id[3]}"): patches.load_items(kcopy)
 
 def test_duplicate_ids(kcopy):
     df = _labels(kcopy); df = pd.concat([df, df.iloc[[0]]]); df.to_csv(kcopy/'train_labels.csv', index=False)
-    with pytest.raises(HistoError, match=f"1 ids appear more than once: {df.id.iloc[0]}"): D.load_items(kcopy)
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {df.id.iloc[0]}"): patches.load_items(kcopy)
 
 def test_csv_id_without_file(kcopy):
     df = _labels(kcopy); victim = df.id[0]; (kcopy/'train'/f'{victim}.tif').unlink()
-    with pytest.raises(HistoError, match=f"1 ids have no image in .*{victim}"): D.load_items(kcopy)
+    with pytest.raises(HistoError, match=f"1 ids have no image in .*{victim}"): patches.load_items(kcopy)
 
 def test_file_without_csv_row(kcopy):
     df = _labels(kcopy); df.iloc[1:].to_csv(kcopy/'train_labels.csv', index=False)
-    with pytest.raises(HistoError, match=f"1 images have no row in train_labels.csv: {df.id[0]}"): D.load_items(kcopy)
+    with pytest.raises(HistoError, match=f"1 images have no row in train_labels.csv: {df.id[0]}"): patches.load_items(kcopy)
 
 def test_empty_folder(tmp_path):
     (tmp_path/'e').mkdir()
-    with pytest.raises(HistoError, match='holds no dataset'): D.load_items(tmp_path/'e')
+    with pytest.raises(HistoError, match='holds no dataset'): patches.load_items(tmp_path/'e')
     (tmp_path/'f'/'0').mkdir(parents=True); (tmp_path/'f'/'1').mkdir()
-    with pytest.raises(HistoError, match='is empty'): D.load_items(tmp_path/'f')
+    with pytest.raises(HistoError, match='is empty'): patches.load_items(tmp_path/'f')
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(HistoError, match='does not exist'): D.load_items(tmp_path/'nope')
+    with pytest.raises(HistoError, match='does not exist'): patches.load_items(tmp_path/'nope')
 
 def test_corrupt_truncated_wrong_size_and_channels(kcopy):
     ids = _labels(kcopy).id
@@ -83,11 +83,11 @@ def test_corrupt_truncated_wrong_size_and_channels(kcopy):
     tifffile.imwrite(kcopy/'train'/f'{ids[2]}.tif', np.zeros((64,64,3), np.uint8))        # wrong size
     tifffile.imwrite(kcopy/'train'/f'{ids[3]}.tif', np.zeros((96,96,2), np.uint8))        # 2 channels
     tifffile.imwrite(kcopy/'train'/f'{ids[4]}.tif', np.full((96,96), 128, np.uint8))      # grayscale: converted
-    items = D.load_items(kcopy)
-    with pytest.raises(HistoError) as e: D.decode_items(items, progress=False)
+    items = patches.load_items(kcopy)
+    with pytest.raises(HistoError) as e: cache.decode_items(items, progress=False)
     msg = str(e.value)
     assert msg.startswith('4 of 40 images are unusable') and ids[0] in msg and ids[2] in msg and 'skip_bad' in msg
-    x, kept = D.decode_items(items, skip_bad=True, report=kcopy/'dropped.csv', progress=False)
+    x, kept = cache.decode_items(items, skip_bad=True, report=kcopy/'dropped.csv', progress=False)
     assert len(kept)==36 and set(ids[:4]).isdisjoint(kept.id) and ids[4] in set(kept.id)
     rep = pd.read_csv(kcopy/'dropped.csv')
     assert set(rep.id) == set(ids[:5]) and rep.reason.str.contains('converted grayscale').sum()==1
@@ -97,36 +97,36 @@ def test_rgba_converted(tmp_path):
     (tmp_path/'d'/'0').mkdir(parents=True); (tmp_path/'d'/'1').mkdir()
     rgba = np.dstack([np.full((96,96,3), 7, np.uint8), np.full((96,96,1), 255, np.uint8)])
     for c in '01': Image.fromarray(rgba).save(tmp_path/'d'/c/f'a{c}.png')
-    x, kept = D.decode_items(D.load_items(tmp_path/'d'), cache=False, skip_bad=True, report=tmp_path/'r.csv', progress=False)
+    x, kept = cache.decode_items(patches.load_items(tmp_path/'d'), cache=False, skip_bad=True, report=tmp_path/'r.csv', progress=False)
     assert x.shape==(2,96,96,3) and (x==7).all()
     assert pd.read_csv(tmp_path/'r.csv').reason.str.contains('alpha').all()
 
 def test_with_labels(kaggle):
-    te = D.with_labels(D.load_items(kaggle, 'test'), kaggle/'test_labels.csv')
+    te = patches.with_labels(patches.load_items(kaggle, 'test'), kaggle/'test_labels.csv')
     assert te.label.notna().all() and set(te.label) <= {0., 1.}
 
 # --- cache -----------------------------------------------------------------------------------------------------
 def test_cache_is_used_and_keyed(kcopy, tmp_path, monkeypatch):
-    items = D.load_items(kcopy)
-    x1, _ = D.decode_items(items, cache=tmp_path/'c', progress=False)
+    items = patches.load_items(kcopy)
+    x1, _ = cache.decode_items(items, cache=tmp_path/'c', progress=False)
     assert isinstance(x1, np.memmap) and len(list((tmp_path/'c').glob('*.npy')))==1
-    monkeypatch.setattr(D, 'read_patch', lambda s: (_ for _ in ()).throw(AssertionError('decoded again')))
-    x2, _ = D.decode_items(items, cache=tmp_path/'c', progress=False)   # no decoding: straight from the memmap
+    monkeypatch.setattr(cache, 'read_patch', lambda s: (_ for _ in ()).throw(AssertionError('decoded again')))
+    x2, _ = cache.decode_items(items, cache=tmp_path/'c', progress=False)   # no decoding: straight from the memmap
     np.testing.assert_array_equal(x1, x2)
-    assert D.cache_key(items.src) != D.cache_key(items.src[:-1])          # another file list, another cache
+    assert cache.cache_key(items.src) != cache.cache_key(items.src[:-1])          # another file list, another cache
 
 
 def test_drop_outliers(kcopy):
     ids = _labels(kcopy).id
     tifffile.imwrite(kcopy/'train'/f'{ids[0]}.tif', np.full((96,96,3), 250, np.uint8))
-    tr_all = D.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25).items['train']
-    tr_kept = D.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True).items['train']
+    tr_all = data.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25).items['train']
+    tr_kept = data.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True).items['train']
     assert len(tr_kept) == len(tr_all) - int(ids[0] in set(tr_all.id))
 
 
 # --- the real sample -------------------------------------------------------------------------------------------
 def test_pcam_sample_items(pcam):
-    tr, va = D.load_items(pcam, 'train'), D.load_items(pcam, 'valid')
+    tr, va = patches.load_items(pcam, 'train'), patches.load_items(pcam, 'valid')
     assert (len(tr), len(va)) == (20000, 3000)
     assert tr.label.mean()==0.5 and va.label.mean()==0.5
 
@@ -140,38 +140,38 @@ def _h5(root, x, y=None):
 
 def test_h5_bad_labels(tmp_path):
     root = _h5(tmp_path/'h', np.zeros((4,96,96,3), np.uint8), np.array([0, 1, 2, 1]).reshape(4,1,1,1))
-    with pytest.raises(HistoError, match=r"camelyonpatch_level_2_split_train_y.h5: 1 labels are not 0 or 1.*pcam_train_000002"): D.load_items(root)
+    with pytest.raises(HistoError, match=r"camelyonpatch_level_2_split_train_y.h5: 1 labels are not 0 or 1.*pcam_train_000002"): patches.load_items(root)
     (root/'camelyonpatch_level_2_split_train_y.h5').write_bytes(b'broken')
-    with pytest.raises(HistoError, match=r"Cannot read .*_train_y.h5 as PCam HDF5 labels"): D.load_items(root)
+    with pytest.raises(HistoError, match=r"Cannot read .*_train_y.h5 as PCam HDF5 labels"): patches.load_items(root)
 
 def test_h5_empty_and_wrong_shape(tmp_path):
     root = tmp_path/'e'; root.mkdir(); (root/'camelyonpatch_level_2_split_train_x.h5').write_bytes(b'')
-    with pytest.raises(HistoError, match=r"Cannot read .*_train_x.h5 as PCam HDF5"): D.load_items(root)
-    with pytest.raises(HistoError, match=r"_train_x.h5 holds no patches"): D.load_items(_h5(tmp_path/'z', np.zeros((0,96,96,3), np.uint8)))
-    with pytest.raises(HistoError, match=r"x has shape \(3, 64, 64, 3\), expected \(N,96,96,3\)"): D.load_items(_h5(tmp_path/'s', np.zeros((3,64,64,3), np.uint8)))
+    with pytest.raises(HistoError, match=r"Cannot read .*_train_x.h5 as PCam HDF5"): patches.load_items(root)
+    with pytest.raises(HistoError, match=r"_train_x.h5 holds no patches"): patches.load_items(_h5(tmp_path/'z', np.zeros((0,96,96,3), np.uint8)))
+    with pytest.raises(HistoError, match=r"x has shape \(3, 64, 64, 3\), expected \(N,96,96,3\)"): patches.load_items(_h5(tmp_path/'s', np.zeros((3,64,64,3), np.uint8)))
 
 def test_empty_kaggle_train(kcopy):
     for p in (kcopy/'train').iterdir(): p.unlink()
-    with pytest.raises(HistoError, match=r"train is empty: it should hold one .tif per id in train_labels.csv"): D.load_items(kcopy)
+    with pytest.raises(HistoError, match=r"train is empty: it should hold one .tif per id in train_labels.csv"): patches.load_items(kcopy)
 
 def test_duplicate_imagefolder_files(tmp_path):
     root = make_synth_folder(tmp_path/'f', n_per_class=3, seed=2)
     a = sorted((root/'train'/'0').iterdir())[0]
     shutil.copy(a, root/'train'/'1'/a.name)                             # the same name in both classes
-    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): D.load_items(root)
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): patches.load_items(root)
     (root/'train'/'1'/a.name).unlink(); Image.open(a).convert('RGB').save(a.with_suffix('.jpg'))  # the same id as .png and .jpg
-    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): D.load_items(root)
+    with pytest.raises(HistoError, match=f"1 ids appear more than once: {a.stem}"): patches.load_items(root)
 
 def test_cache_half_written_or_concurrent(kcopy, tmp_path):
     import threading
-    items = D.load_items(kcopy); key = D.cache_key(items.src); c = tmp_path/'c'
-    x, _ = D.decode_items(items, cache=c, progress=False)
+    items = patches.load_items(kcopy); key = cache.cache_key(items.src); c = tmp_path/'c'
+    x, _ = cache.decode_items(items, cache=c, progress=False)
     (c/f'{key}.json').unlink()                                          # a crash between the two files: rebuilt, not trusted
-    np.testing.assert_array_equal(D.decode_items(items, cache=c, progress=False)[0], x)
+    np.testing.assert_array_equal(cache.decode_items(items, cache=c, progress=False)[0], x)
     (c/f'{key}.npy').write_bytes(b'half a file')                        # a torn .npy (no atomic rename): rebuilt
-    np.testing.assert_array_equal(D.decode_items(items, cache=c, progress=False)[0], x)
+    np.testing.assert_array_equal(cache.decode_items(items, cache=c, progress=False)[0], x)
     c2, res = tmp_path/'c2', []
-    ts = [threading.Thread(target=lambda: res.append(np.asarray(D.decode_items(items, cache=c2, progress=False)[0]))) for _ in range(3)]
+    ts = [threading.Thread(target=lambda: res.append(np.asarray(cache.decode_items(items, cache=c2, progress=False)[0]))) for _ in range(3)]
     for t in ts: t.start()
     for t in ts: t.join()
     assert len(res)==3 and all((r==np.asarray(x)).all() for r in res)

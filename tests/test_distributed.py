@@ -1,17 +1,18 @@
-"Data-parallel training and prediction (`--nproc`): two gloo CPU processes on small synthetic data, through the command line."
+"""Data-parallel training and prediction (`--nproc`): two gloo CPU processes on small synthetic data, through the command line
+(the `--nproc 2` commands as subprocesses, as a user runs them; the single-process ones in this process)."""
 import json, shutil
 import numpy as np, pandas as pd, pytest
-from test_cli import histo  # the command line through a subprocess, as a user runs it
+from conftest import histo
 
 pytest.importorskip('accelerate')
 
 @pytest.fixture(scope='module')
-def ddp(tmp_path_factory):
-    "A PCam-HDF5 synthetic set (train, valid and test splits) and a run trained by 2 processes."
+def ddp(tmp_path_factory, h5_data):
+    "The session's PCam-HDF5 set (train, valid and test splits of 80) and a run trained by 2 processes."
     d = tmp_path_factory.mktemp('ddp')
     (d/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")
-    histo('synth', d/'syn', '--format', 'h5', '--n-train', 200, '--seed', 4, cwd=d)
-    r = histo('train', d/'syn', '--out', d/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, '--patience', 0, cwd=d)
+    (d/'syn').symlink_to(h5_data, target_is_directory=True)
+    r = histo('train', d/'syn', '--out', d/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, '--patience', 0, cwd=d, proc=True)
     return d, r
 
 def test_two_processes_write_one_artefact(ddp):
@@ -28,7 +29,7 @@ def test_valid_auc_is_the_whole_valid_set(ddp):
     cfg = json.loads((d/'run'/'model.json').read_text())
     histo('evaluate', d/'run', d/'syn', '--split', 'valid', '--tta', 'none', '--out', d/'rep', cwd=d)
     rep = json.loads((d/'rep'/'report.json').read_text())
-    assert rep['n']==200
+    assert rep['n']==80
     assert abs(cfg['valid_scores']['roc_auc'] - rep['roc_auc']) < 1e-3, (cfg['valid_scores'], rep['roc_auc'])
     hist = pd.read_csv(d/'run'/'history.csv')
     assert abs(hist.roc_auc.iloc[-1] - rep['roc_auc']) < 1e-6                # computed during the fit, by DistributedDL's gather
@@ -36,26 +37,27 @@ def test_valid_auc_is_the_whole_valid_set(ddp):
 def test_resume_with_two_processes(ddp, tmp_path):
     d, _ = ddp
     shutil.copytree(d/'run', tmp_path/'run')
-    r = histo('train', d/'syn', '--out', tmp_path/'run', '--epochs', 2, '--crop', 32, '--nproc', 2, '--patience', 0, '--resume', cwd=d)
+    r = histo('train', d/'syn', '--out', tmp_path/'run', '--epochs', 2, '--crop', 32, '--nproc', 2, '--patience', 0, '--resume', cwd=d, proc=True)
     assert 'Resuming at epoch 1 of 2' in r.stdout
     assert list(pd.read_csv(tmp_path/'run'/'history.csv').epoch)==[0, 1]
 
 def test_two_process_prediction_equals_one(ddp):
     d, _ = ddp
     histo('predict', d/'run', d/'syn', '--out', d/'p1.csv', '--tta', 'flip', cwd=d)
-    histo('predict', d/'run', d/'syn', '--out', d/'p2.csv', '--tta', 'flip', '--nproc', 2, cwd=d)
+    histo('predict', d/'run', d/'syn', '--out', d/'p2.csv', '--tta', 'flip', '--nproc', 2, cwd=d, proc=True)
     p1, p2 = pd.read_csv(d/'p1.csv'), pd.read_csv(d/'p2.csv')
-    assert list(p1.id)==list(p2.id) and len(p1)==200
+    assert list(p1.id)==list(p2.id) and len(p1)==80
     np.testing.assert_allclose(p2.label, p1.label, atol=1e-6)
 
 def test_a_failing_worker_names_its_file(tmp_path):
     "A corrupt image in the second process's block of the decode stops both processes, with that file's name."
     (tmp_path/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")
-    histo('synth', tmp_path/'syn', '--n-train', 120, '--n-test', 8, '--seed', 5, cwd=tmp_path)
+    from histo_lib.synth import make_synth
+    make_synth(tmp_path/'syn', n_train=120, n_test=8, seed=5)
     ids = pd.read_csv(tmp_path/'syn'/'train_labels.csv', dtype=str).id
     bad = tmp_path/'syn'/'train'/f'{ids.iloc[-1]}.tif'
     bad.write_bytes(b'not a tif')
-    r = histo('train', tmp_path/'syn', '--out', tmp_path/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, cwd=tmp_path, ok=False)
+    r = histo('train', tmp_path/'syn', '--out', tmp_path/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, cwd=tmp_path, ok=False, proc=True)
     assert r.returncode==2, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('histo train: error: worker 1 of 2:') and bad.name in last, r.stderr[-2000:]

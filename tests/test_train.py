@@ -1,25 +1,21 @@
 "Integration: the fastai idioms on the DataBlock path, end to end on a synthetic set (issue 11's check), and `train` from folders in each layout."
 from __future__ import annotations
-import subprocess, io, contextlib
+import io, contextlib, json
 import matplotlib; matplotlib.use('Agg')
 import numpy as np, pandas as pd, pytest, torch
 from fastai.data.block import DataBlock
 from fastai.interpret import ClassificationInterpretation
-from histo_lib.synth import make_synth, make_synth_folder, make_synth_h5
-from histo_lib.data import histo_dls, histo_dblock, PatchStore, histo_splitter, histo_tfms
+from histo_lib.data import histo_dls, histo_dblock, PatchStore, histo_splitter
 from histo_lib.train import histo_learner, train, load_run
-from conftest import histo_cmd
+from conftest import histo
 
 torch.set_num_threads(1)
 
-@pytest.fixture(scope='module')
-def syn(tmp_path_factory):
-    return make_synth(tmp_path_factory.mktemp('syn')/'data', n_train=400, n_test=60, seed=0)
-
-def test_fastai_idioms(syn, tmp_path):
-    dls = histo_dls(syn, crop=48, bs=32)
+def test_fastai_idioms(kaggle_data, tmp_path):
+    syn = kaggle_data
+    dls = histo_dls(syn, crop=32, bs=32)
     items = pd.concat([dls.items['train'], dls.items['valid']], ignore_index=True)
-    assert isinstance(histo_dblock(PatchStore(), items, histo_splitter(items, 80), histo_tfms(dls.stats, 48)), DataBlock)
+    assert isinstance(histo_dblock(32, dls.stats, store=PatchStore(), items=items, splitter=histo_splitter(items, 80)), DataBlock)
     dls.show_batch(max_n=4, show=False)
     files = sorted((syn/'test').iterdir())[:37]
     tdl = dls.test_dl(files)
@@ -38,24 +34,61 @@ def test_fastai_idioms(syn, tmp_path):
     n_all = sum(q.numel() for q in rl.model.parameters())
     assert sum(q.numel() for q in rl.model.parameters() if q.requires_grad) < n_all/2
 
-def test_load_run_equals_predict(syn, tmp_path):
-    run, sub = tmp_path/'run', tmp_path/'sub.csv'
-    subprocess.run([*histo_cmd(), 'train', str(syn), '--out', str(run), '--epochs', '1', '--crop', '48'], check=True, capture_output=True)
-    subprocess.run([*histo_cmd(), 'predict', str(run), str(syn), '--out', str(sub), '--tta', 'none'], check=True, capture_output=True)
-    want = pd.read_csv(sub, dtype={'id': str}).set_index('id')['label']
-    learn = load_run(run)
-    items = pd.read_csv(syn/'sample_submission.csv', dtype={'id': str})
-    p, _ = learn.get_preds(dl=learn.dls.test_dl([syn/'test'/f'{i}.tif' for i in items.id]))
+def test_load_run_equals_predict(work, run_dir, kaggle_data, tmp_path):
+    "fastai's `load_run` + `get_preds` on a test_dl gives `histo predict`'s probabilities, id by id."
+    histo('predict', run_dir, kaggle_data, '--out', tmp_path/'sub.csv', '--tta', 'none', cwd=work)
+    want = pd.read_csv(tmp_path/'sub.csv', dtype={'id': str}).set_index('id')['label']
+    learn = load_run(run_dir)
+    items = pd.read_csv(kaggle_data/'sample_submission.csv', dtype={'id': str}).sample(frac=1, random_state=0)  # another order than predict's
+    p, _ = learn.get_preds(dl=learn.dls.test_dl([kaggle_data/'test'/f'{i}.tif' for i in items.id]))
+    assert want.std() > 1e-3
     np.testing.assert_allclose(p.view(-1).numpy(), want.loc[items.id].values, atol=1e-4)
 
-@pytest.mark.parametrize('make', [make_synth_folder, make_synth_h5])
-def test_train_other_layouts(make, tmp_path):
-    data = make(tmp_path/'d', 150, seed=1) if make is make_synth_folder else make(tmp_path/'d', n=300, seed=1)
+@pytest.mark.parametrize('layout', ['folder', 'h5'])
+def test_train_other_layouts(layout, folder_data, h5_data, tmp_path):
+    data = dict(folder=folder_data, h5=h5_data)[layout]
     learn = train(data, tmp_path/'run', epochs=1, crop=32, bs=32, model_widths='(8,16)', model_dense=32)
-    assert (tmp_path/'run'/'model.json').exists() and len(learn.dls.items['valid'])>0
+    cfg = json.loads((tmp_path/'run'/'model.json').read_text())
+    assert (cfg['train']['n_train'], cfg['train']['n_valid']) == ((40, 40) if layout=='folder' else (80, 80))  # each layout's own valid split
+    assert len(learn.dls.items['valid'])==cfg['train']['n_valid']
 
-def test_stain_options_reach_the_artefact(syn, tmp_path):
-    learn = train(syn, tmp_path/'run', epochs=1, crop=32, stain_norm='reinhard', stain_aug=0.05, model_widths='(8,16)', model_dense=32)
-    cfg = __import__('json').loads((tmp_path/'run'/'model.json').read_text())
+def test_stain_options_reach_the_artefact(kaggle_data, tmp_path):
+    learn = train(kaggle_data, tmp_path/'run', epochs=1, crop=32, stain_norm='reinhard', stain_aug=0.05, model_widths='(8,16)', model_dense=32)
+    cfg = json.loads((tmp_path/'run'/'model.json').read_text())
     assert cfg['stain_norm']['name']=='reinhard' and cfg['train']['stain_aug']==0.05
     assert any(type(t).__name__=='HEDJitter' for t in learn.dls.train.after_batch.fs)
+
+def test_weights_normalize_alike_in_notebook_and_cli(kaggle_data, tmp_path):
+    "Issue 24: `histo_learner(dls, arch, weights=FILE)` normalizes as `histo train --weights FILE` does (the checkpoint's pretrained_cfg), and model.json records it alike."
+    import timm
+    from histo_lib.cache import read_patches
+    from histo_lib.train import save_run
+    fn = tmp_path/'scratch.pth'
+    torch.manual_seed(0); torch.save(timm.create_model('resnet18', num_classes=1000).state_dict(), fn)  # a timm model from scratch: nothing downloaded
+    histo('train', kaggle_data, '--out', tmp_path/'cli', '--arch', 'resnet18', '--weights', fn, '--epochs', 1, '--crop', 32, cwd=tmp_path)
+    dls = histo_dls(kaggle_data, crop=32, bs=32)
+    data_stats = dls.stats
+    learn = histo_learner(dls, 'resnet18', weights=fn, path=tmp_path/'nb')
+    save_run(learn, tmp_path/'nb')
+    cli, nb = (json.loads((tmp_path/d/'model.json').read_text()) for d in ('cli', 'nb'))
+    assert (nb['mean'], nb['std']) == (cli['mean'], cli['std']) == (list(timm.data.IMAGENET_DEFAULT_MEAN), list(timm.data.IMAGENET_DEFAULT_STD))
+    assert data_stats[0] != nb['mean']   # the data's own statistics differ: the check can fail
+    xb, _ = dls.valid.one_batch()        # and the batches are normalized with what is recorded
+    raw = torch.from_numpy(read_patches(list(dls.valid.items[:len(xb)]))[:, 32:64, 32:64]).permute(0,3,1,2).float()/255
+    want = (raw - torch.tensor(nb['mean']).view(1,3,1,1)) / torch.tensor(nb['std']).view(1,3,1,1)
+    torch.testing.assert_close(xb.cpu().as_subclass(torch.Tensor), want, atol=1e-5, rtol=0)
+
+def test_save_run_round_trip(kaggle_data, tmp_path):
+    "Issue 24: a Learner built in a notebook, written by `learn.save_run(DIR)`, predicts through `histo_lib.infer.predict(DIR, ...)` as `learn.get_preds`/`learn.tta` do."
+    from histo_lib.infer import predict
+    dls = histo_dls(kaggle_data, crop=48, bs=32)
+    learn = histo_learner(dls, 'reference', model_kwargs=dict(widths=(8, 16), dense=32))
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 3e-3)
+    learn.save_run(tmp_path/'run')
+    files = [str(f) for f in sorted((kaggle_data/'test').iterdir())[:24]]
+    tdl = learn.dls.test_dl(files)
+    p, _ = learn.get_preds(dl=tdl)
+    pt, _ = learn.tta(dl=tdl)
+    np.testing.assert_allclose(predict(tmp_path/'run', files, tta='none', progress=False, backend='torch'), p.view(-1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(predict(tmp_path/'run', files, tta='dihedral', progress=False, backend='torch'), pt.view(-1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(load_run(tmp_path/'run').get_preds(dl=load_run(tmp_path/'run').dls.test_dl(files))[0].view(-1).numpy(), p.view(-1).numpy(), atol=1e-5)
