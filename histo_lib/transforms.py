@@ -16,8 +16,8 @@ from .core import HistoError, patch_size
 from .stain import HEDJitter
 
 # %% auto #0
-__all__ = ['tta_n_views', 'tta_names', 'center_crop', 'channel_stats', 'to_input', 'dihedral', 'DihedralFlip', 'ColorJitter',
-           'check_tta', 'tta_view', 'tta_views', 'PatchCrop', 'PatchNormalize', 'histo_tfms']
+__all__ = ['tta_n_views', 'tta_names', 'center_crop', 'channel_stats', 'dihedral', 'DihedralFlip', 'ColorJitter', 'check_tta',
+           'tta_view', 'tta_views', 'PatchCrop', 'PatchNormalize', 'histo_tfms']
 
 # %% ../nbs/02d_transforms.ipynb #02d-006
 def center_crop(x, # NHWC numpy array or NCHW tensor (or a single HWC / CHW image)
@@ -42,13 +42,6 @@ def channel_stats(x:np.ndarray, # uint8 NHWC pixels (array, memmap, or any row v
         s += xs.sum(0); s2 += (xs**2).sum(0); cnt += len(xs)
     mean = s/cnt
     return mean.tolist(), np.sqrt(np.maximum(s2/cnt - mean**2, 0)).tolist()
-
-def to_input(x:np.ndarray, # uint8 NHWC pixels
-             crop:int, mean, std, # the preprocessing a model was trained with
-            )->torch.Tensor:
-    "Model input: center crop, NCHW float in 0..1, normalized per channel (as in training)."
-    xb = torch.from_numpy(np.ascontiguousarray(center_crop(np.asarray(x), crop))).permute(0,3,1,2).float().div_(255)
-    return (xb - torch.tensor(mean).view(1,-1,1,1)) / torch.tensor(std).view(1,-1,1,1)
 
 # %% ../nbs/02d_transforms.ipynb #02d-008
 def dihedral(xb:torch.Tensor, # NCHW batch (or CHW)
