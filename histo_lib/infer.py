@@ -8,13 +8,12 @@ Docs: https://histo-lib.github.io/histo_lib/infer.html.md"""
 from __future__ import annotations
 import json, hashlib, warnings, time
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd
 import torch
 from torch import nn
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import store_attr
-from .core import HistoError, show_some, atomic_path, require, progress_mode
+from .core import HistoError, show_some, atomic_path, require, progress_mode, prefetch_map
 from .stain import normalize_batch
 from .cache import read_patches, cache_dir
 from fasttransform import Pipeline
@@ -187,16 +186,7 @@ def _as_data(data):
 def _decoded_batches(data, bs:int, prefetch:bool):
     "uint8 NHWC batches of `data`; with `prefetch` the next batch is decoded in a thread while this one is used."
     decode = read_patches if isinstance(data, list) else np.asarray
-    chunks = (data[s:s+bs] for s in range(0, len(data), bs))
-    if not prefetch:
-        yield from map(decode, chunks); return
-    with ThreadPoolExecutor(1) as ex:
-        fut = None
-        for c in chunks:
-            nxt = ex.submit(decode, c)
-            if fut is not None: yield fut.result()
-            fut = nxt
-        if fut is not None: yield fut.result()
+    yield from prefetch_map(decode, (data[s:s+bs] for s in range(0, len(data), bs)), prefetch)
 
 # %% ../nbs/06_infer.ipynb #04-infer-025
 class Predictor:
