@@ -57,7 +57,7 @@ run_tests() {
     trap '[ -n "${nb_pid:-}" ] && kill "$nb_pid" 2>/dev/null; true' EXIT  # Ctrl-C or a failure here: no notebooks left running
   fi
   echo "== pytest tests/"
-  "$VENV/bin/python" -m pytest -q -rs "${@:-tests}" || rc=$?
+  "$VENV/bin/python" -m pytest -q -rs --durations=8 "${@:-tests}" || rc=$?
   # exit 5: pytest collected nothing, a selection that matched no test (or an empty tests/): say so, never a pass
   if [ $rc -eq 5 ]; then echo "dev.sh test: pytest ran no tests (exit 5): the selection '$*' matches none" >&2; fi
   [ $rc -eq 0 ] || failed+=("pytest (exit $rc)")
