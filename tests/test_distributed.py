@@ -1,5 +1,5 @@
 """Data-parallel training and prediction (`--nproc`): two gloo CPU processes on small synthetic data, through the command line
-(the `--nproc 2` commands as subprocesses, as a user runs them; the single-process ones in this process)."""
+(`--nproc 2` training as subprocesses, as a user runs them; prediction and the single-process commands from this process, whose workers are new processes all the same)."""
 import json, shutil
 import numpy as np, pandas as pd, pytest
 from conftest import histo
@@ -44,7 +44,7 @@ def test_resume_with_two_processes(ddp, tmp_path):
 def test_two_process_prediction_equals_one(ddp):
     d, _ = ddp
     histo('predict', d/'run', d/'syn', '--out', d/'p1.csv', '--tta', 'flip', cwd=d)
-    histo('predict', d/'run', d/'syn', '--out', d/'p2.csv', '--tta', 'flip', '--nproc', 2, cwd=d, proc=True)
+    histo('predict', d/'run', d/'syn', '--out', d/'p2.csv', '--tta', 'flip', '--nproc', 2, cwd=d)  # the parent in this process; its 2 workers are new processes
     p1, p2 = pd.read_csv(d/'p1.csv'), pd.read_csv(d/'p2.csv')
     assert list(p1.id)==list(p2.id) and len(p1)==80
     np.testing.assert_allclose(p2.label, p1.label, atol=1e-6)
