@@ -19,7 +19,7 @@ require('pytorch_grad_cam', 'extras', 'Grad-CAM (histo_lib.explain, histo explai
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from .transforms import center_crop
-from .infer import input_tfms, model_input
+from .transforms import input_tfms, model_input
 from .models import RefCNN, P4MCNN, Members
 
 # %% auto #0

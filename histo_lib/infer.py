@@ -16,33 +16,17 @@ from fastcore.basics import store_attr
 from .core import HistoError, show_some, atomic_path, require, progress_mode, prefetch_map
 from .stain import normalize_batch
 from .cache import read_patches, cache_dir
-from fasttransform import Pipeline
-from fastai.torch_core import TensorImage
-from fastai.data.transforms import IntToFloatTensor
-from .transforms import histo_tfms, check_tta, tta_views
+from .transforms import check_tta, tta_views, input_tfms, model_input
 from .stain import stain_from_state
 from .models import load_artefact
 from .distributed import n_procs, is_worker, init_distrib, my_block, gather_blocks, launch
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['ensemble_methods', 'backends', 'input_tfms', 'model_input', 'predict_batch', 'ensemble', 'onnx_available',
-           'export_onnx', 'OnnxModel', 'Predictor', 'predict']
+__all__ = ['ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx', 'OnnxModel', 'Predictor',
+           'predict']
 
 # %% ../nbs/06_infer.ipynb #04-infer-009
-def input_tfms(crop:int, # the model's center crop
-               stats:tuple, # (mean, std) per channel it was trained with
-              )->Pipeline:
-    "The batch transforms a model's `DataBlock` applies to validation batches (`IntToFloatTensor`, then `histo_tfms`' crop and normalization): one preprocessing for training, `learn.get_preds` and `Predictor`."
-    return Pipeline([IntToFloatTensor(), *histo_tfms(stats, crop, aug=False)], split_idx=1)
-
-def model_input(x:np.ndarray, # uint8 NHWC pixels
-                tfms:Pipeline, # from `input_tfms`
-               )->torch.Tensor:
-    "`x` as the model sees it: an NCHW float batch through `tfms`, channels-last in memory as the `DataLoader`'s batches are."
-    xb = TensorImage(torch.from_numpy(np.require(x, np.uint8, 'W')).permute(0,3,1,2))  # 'W': a read-only memmap is copied, not wrapped
-    return tfms(xb).as_subclass(torch.Tensor)  # a plain tensor: fastai's type dispatch would cost in every layer
-
 def _device(model:nn.Module)->torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 

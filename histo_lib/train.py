@@ -18,7 +18,7 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.torch_core import default_device, TensorImage, TensorCategory
 from fastai.data.core import Datasets, TfmdLists
-from fastai.data.transforms import Categorize, IntToFloatTensor, Normalize, broadcast_vec
+from fastai.data.transforms import Categorize, Normalize, broadcast_vec
 from fastai.callback.tracker import EarlyStoppingCallback
 import fastai.callback.schedule  # noqa: F401 (patches `Learner.fit_one_cycle` and `lr_find`)
 from fastai.losses import BCEWithLogitsLossFlat
@@ -28,7 +28,7 @@ from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
 from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory
 from .data import histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
-from .transforms import tta_view, check_tta, histo_tfms
+from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
 from .core import patch_size, bool_words
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact
@@ -345,7 +345,7 @@ def run_dls(cfg:dict, # a model.json's content: crop, mean, std and any stain no
     "`DataLoaders` that hold no items, only the model's input pipeline (the validation transforms of its `DataBlock`): `test_dl(files)` reads and prepares files as training did."
     store = PatchStore(norm=stain_from_state(cfg.get('stain_norm')))
     tls = [TfmdLists([], [PatchReader(store)], types=[(str, Path), TensorImage]), TfmdLists([], [Categorize(vocab=[0,1])], types=[int, TensorCategory])]
-    dl = HistoDL(Datasets(tls=tls), bs=bs, after_batch=[IntToFloatTensor(), *histo_tfms((cfg['mean'], cfg['std']), cfg['crop'], aug=False)], device=device or default_device())
+    dl = HistoDL(Datasets(tls=tls), bs=bs, after_batch=input_tfms(cfg['crop'], (cfg['mean'], cfg['std'])).fs, device=device or default_device())
     dl._n_inp, dl._types = 1, {tuple: [TensorImage, TensorCategory]}  # fastai finds these from a first batch; with no items they are stated
     dls = HistoDataLoaders(dl, dl.new(), device=dl.device)
     dls.stats, dls.crop, dls.stain_norm = (list(cfg['mean']), list(cfg['std'])), cfg['crop'], store.norm

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from fastcore.basics import store_attr
-from fastai.data.transforms import Normalize, broadcast_vec
+from fasttransform import Pipeline
+from fastai.data.transforms import Normalize, IntToFloatTensor, broadcast_vec
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import RandTransform
 from .core import HistoError, patch_size
@@ -17,7 +18,7 @@ from .stain import HEDJitter
 
 # %% auto #0
 __all__ = ['tta_n_views', 'tta_names', 'center_crop', 'channel_stats', 'dihedral', 'DihedralFlip', 'ColorJitter', 'check_tta',
-           'tta_view', 'tta_views', 'PatchCrop', 'PatchNormalize', 'histo_tfms']
+           'tta_view', 'tta_views', 'PatchCrop', 'PatchNormalize', 'histo_tfms', 'input_tfms', 'model_input']
 
 # %% ../nbs/02d_transforms.ipynb #02d-006
 def center_crop(x, # NHWC numpy array or NCHW tensor (or a single HWC / CHW image)
@@ -156,3 +157,16 @@ def histo_tfms(stats:tuple|None=None, # (mean, std) per channel, in 0..1 units; 
     tfms = [PatchCrop(crop, shift)]
     if aug: tfms += [DihedralFlip()] + ([HEDJitter(stain_aug)] if stain_aug else []) + ([ColorJitter(lighting)] if lighting else [])
     return tfms + [PatchNormalize(stats)]
+
+def input_tfms(crop:int, # the model's center crop
+               stats:tuple, # (mean, std) per channel it was trained with
+              )->Pipeline:
+    "The batch transforms a model's `DataBlock` applies to validation batches (`IntToFloatTensor`, then `histo_tfms`' crop and normalization): one preprocessing for training, `learn.get_preds` and `Predictor`."
+    return Pipeline([IntToFloatTensor(), *histo_tfms(stats, crop, aug=False)], split_idx=1)
+
+def model_input(x:np.ndarray, # uint8 NHWC pixels
+                tfms:Pipeline, # from `input_tfms`
+               )->torch.Tensor:
+    "`x` as the model sees it: an NCHW float batch through `tfms`, channels-last in memory as the `DataLoader`'s batches are."
+    xb = TensorImage(torch.from_numpy(np.require(x, np.uint8, 'W')).permute(0,3,1,2))  # 'W': a read-only memmap is copied, not wrapped
+    return tfms(xb).as_subclass(torch.Tensor)  # a plain tensor: fastai's type dispatch would cost in every layer
