@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #03-train-002
 from __future__ import annotations
-import time, inspect, difflib, typing, contextlib, ast, tempfile
+import time, inspect, typing, contextlib, ast, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -26,7 +26,7 @@ from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
-from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory
+from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, suggest
 from .data import histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
@@ -38,8 +38,8 @@ from fastai.torch_core import rank_distrib
 
 # %% auto #0
 __all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner', 'fit_run', 'run_params',
-           'did_you_mean', 'check_params', 'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of',
-           'run_cfg', 'save_run', 'run_dls', 'load_run']
+           'check_params', 'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of', 'run_cfg',
+           'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -185,13 +185,6 @@ def run_params()->dict:
             res[k] = dict(types=_types(hints[k]), default=p.default, doc=docs[k]['docment'], owner=f.__name__)
     return res
 
-def did_you_mean(name:str, # an unknown name, as the user spelt it
-                 names, # the known names
-                )->str:
-    "The end of an 'unknown name' message: the closest known name, else all of them."
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(sorted(names))}."
-
 def _convert(k:str, v, types:tuple, where:str):
     "`v` (a value, or settings-file text) as one of `types`."
     if not isinstance(v, str):
@@ -218,7 +211,7 @@ def check_params(params:dict, # run parameters, by name (values or settings-file
     known, res = run_params(), {}
     for k,v in params.items():
         if k.startswith('model_') and k!='model_kwargs': res[k] = v; continue
-        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{did_you_mean(k, known)}")
+        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{suggest(k, known)}")
         res[k] = v = _convert(k, v, known[k]['types'], where)
         lo, hi = _bounds.get(k, (None, None))
         if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
