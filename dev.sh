@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # histo_lib's two entry points, for a fresh machine with only python3 and pip:
 #   ./dev.sh demo   set up .venv, then synth -> train -> predict (TTA) -> evaluate -> check the submission
-#   ./dev.sh test   set up .venv, then the whole test suite: ruff, pytest over tests/ and nbdev-test over nbs/
+#   ./dev.sh test   set up .venv, then the whole test suite: ruff, pytest over tests/ (2 processes) and nbdev-test over nbs/
 #                   (./dev.sh test PYTEST_ARGS: ruff and that pytest selection only)
 # Other sub-commands: setup, export (nbdev-export), readme (render README.md from nbs/index.ipynb).
 set -euo pipefail
@@ -43,9 +43,10 @@ demo() {
 }
 
 run_tests() {
-  # ruff (unused imports/names), then pytest over tests/ and nbdev-test over nbs/ side by side: one torch thread per
-  # process keeps the 2 cores busy without thrashing. Every part runs; the exit status is non-zero if any failed.
-  # Extra arguments go to pytest alone (e.g. ./dev.sh test -k cli -x), and the notebooks are then skipped.
+  # ruff (unused imports/names), then pytest over tests/ (two pytest-xdist processes, a test file and its fixtures in one)
+  # and nbdev-test over nbs/ side by side: one torch thread per process keeps the 2 cores busy without thrashing. Every
+  # part runs; the exit status is non-zero if any failed. Extra arguments go to pytest alone (e.g. ./dev.sh test -k cli
+  # -x; -n 0 for one process), and the notebooks are then skipped.
   setup
   local t0=$SECONDS failed=() nb_log nb_pid rc=0
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HISTO_THREADS=${HISTO_THREADS:-1}
@@ -57,7 +58,7 @@ run_tests() {
     trap '[ -n "${nb_pid:-}" ] && kill "$nb_pid" 2>/dev/null; true' EXIT  # Ctrl-C or a failure here: no notebooks left running
   fi
   echo "== pytest tests/"
-  "$VENV/bin/python" -m pytest -q -rs --durations=8 "${@:-tests}" || rc=$?
+  "$VENV/bin/python" -m pytest -q -rs --durations=8 -n 2 --dist loadfile "${@:-tests}" || rc=$?
   # exit 5: pytest collected nothing, a selection that matched no test (or an empty tests/): say so, never a pass
   if [ $rc -eq 5 ]; then echo "dev.sh test: pytest ran no tests (exit 5): the selection '$*' matches none" >&2; fi
   [ $rc -eq 0 ] || failed+=("pytest (exit $rc)")

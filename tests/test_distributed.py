@@ -1,5 +1,6 @@
-"""Data-parallel training and prediction (`--nproc`): two gloo CPU processes on small synthetic data, through the command line
-(`--nproc 2` training as subprocesses, as a user runs them; prediction and the single-process commands from this process, whose workers are new processes all the same)."""
+"""Data-parallel training and prediction (`--nproc`): two gloo CPU processes on small synthetic data, through the command line.
+The module's run is trained as a user runs it (a subprocess, whose output is read whole); the other commands run their parent in
+this process (`capfd` reads what the workers, always new processes, print)."""
 import json, shutil
 import numpy as np, pandas as pd, pytest
 from conftest import histo
@@ -34,11 +35,11 @@ def test_valid_auc_is_the_whole_valid_set(ddp):
     hist = pd.read_csv(d/'run'/'history.csv')
     assert abs(hist.roc_auc.iloc[-1] - rep['roc_auc']) < 1e-6                # computed during the fit, by DistributedDL's gather
 
-def test_resume_with_two_processes(ddp, tmp_path):
+def test_resume_with_two_processes(ddp, tmp_path, capfd):
     d, _ = ddp
     shutil.copytree(d/'run', tmp_path/'run')
-    r = histo('train', d/'syn', '--out', tmp_path/'run', '--epochs', 2, '--crop', 32, '--nproc', 2, '--patience', 0, '--resume', cwd=d, proc=True)
-    assert 'Resuming at epoch 1 of 2' in r.stdout
+    histo('train', d/'syn', '--out', tmp_path/'run', '--epochs', 2, '--crop', 32, '--nproc', 2, '--patience', 0, '--resume', cwd=d)
+    assert 'Resuming at epoch 1 of 2' in capfd.readouterr().out                # rank 0 says so
     assert list(pd.read_csv(tmp_path/'run'/'history.csv').epoch)==[0, 1]
 
 def test_two_process_prediction_equals_one(ddp):
@@ -57,7 +58,7 @@ def test_a_failing_worker_names_its_file(tmp_path):
     ids = pd.read_csv(tmp_path/'syn'/'train_labels.csv', dtype=str).id
     bad = tmp_path/'syn'/'train'/f'{ids.iloc[-1]}.tif'
     bad.write_bytes(b'not a tif')
-    r = histo('train', tmp_path/'syn', '--out', tmp_path/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, cwd=tmp_path, ok=False, proc=True)
+    r = histo('train', tmp_path/'syn', '--out', tmp_path/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, cwd=tmp_path, ok=False)
     assert r.returncode==2, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('histo train: error: worker 1 of 2:') and bad.name in last, r.stderr[-2000:]
