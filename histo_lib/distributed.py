@@ -10,6 +10,7 @@ import os, sys, time, socket, logging, traceback, contextlib, functools
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
+from fastcore.xtras import modified_env
 from fastai.torch_core import rank_distrib, num_distrib, distrib_barrier
 from .core import HistoError, require
 from .patches import load_items, detect_layout, check_labelled, valid_items
@@ -155,16 +156,6 @@ def _worker(rank:int, n:int, port:int, fn, kwargs:dict, result:bool, q):
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(0)  # past any process-group teardown: the parent has what it needs
 
-@contextlib.contextmanager
-def _environ(**kv):
-    "`os.environ` with `kv` set inside the block (processes started there inherit it)."
-    old = {k: os.environ.get(k) for k in kv}; os.environ.update(kv)
-    try: yield
-    finally:
-        for k,v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-
 def launch(fn, # a module-level function: each worker calls `fn(**kwargs)`
            n:int, # worker processes
            result:bool=False, # return rank 0's return value (else None)
@@ -177,7 +168,7 @@ def launch(fn, # a module-level function: each worker calls `fn(**kwargs)`
     mp = torch.multiprocessing
     q, msgs, failed = mp.get_context('spawn').SimpleQueue(), [], None
     logging.getLogger(mp.spawn.__module__).setLevel(logging.ERROR)  # its "Terminating process ..." lines: the failure is ours to report
-    with _environ(**threads):
+    with modified_env(**threads):  # fastcore's: the workers started inside inherit it
         ctx = mp.start_processes(_worker, (n, _free_port(), fn, kwargs, result, q), nprocs=n, join=False, start_method='spawn')
     try:
         done = False
