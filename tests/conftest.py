@@ -70,6 +70,14 @@ def one_line(r:Ran, *wanted, code:int=2)->str:
     for w in wanted: assert str(w) in err, f"{w!r} not in {err!r}"
     return err
 
+def tiny_settings(folder, # a working folder: its settings.ini is (over)written
+                  extra:str='', # more [DEFAULT] lines, e.g. "epochs = 1\n"
+                 )->Path:
+    "A working folder whose settings.ini asks for a tiny reference CNN (widths 8,16, dense 32): for tests of behaviour, not of fit."
+    folder = Path(folder)
+    (folder/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n" + extra)
+    return folder
+
 # --- session data: one synthetic set per layout, one tiny run ------------------------------------------------------
 SETTINGS = "[DEFAULT]\ncrop = 32\nepochs = 1\nbs = 32\ntta = flip\ninfer_bs = 64\n[tiny]\nepochs = 2\n"
 

@@ -5,7 +5,7 @@ import json, os, shutil, subprocess
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from sklearn.metrics import roc_auc_score, confusion_matrix
-from conftest import histo, histo_cmd, one_line
+from conftest import histo, histo_cmd, one_line, tiny_settings
 
 def model_json(run): return json.loads((Path(run)/'model.json').read_text())
 def labels(data, name='train_labels.csv'): return pd.read_csv(Path(data)/name, dtype={'id': str})
@@ -271,7 +271,7 @@ def test_sigterm_keeps_the_checkpoint_and_resume_finishes(work, kaggle_data, tmp
     finishes (issue 24). The log, stdout to a file, is short (issue 15): one line per epoch, no bar redraws, no warnings."""
     import signal, time
     out, log, n = tmp_path/'r', tmp_path/'log', 8
-    (tmp_path/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")  # a tiny model: the signal, not the fit, is tested
+    tiny_settings(tmp_path)  # the signal, not the fit, is tested
     args = ['train', str(kaggle_data), '--out', 'r', '--epochs', str(n), '--crop', '32', '--patience', '0']  # relative, as typed
     with open(log, 'w') as f:
         p = subprocess.Popen(histo_cmd()+args, stdout=f, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -299,7 +299,7 @@ def test_two_trainings_at_once_on_a_fresh_dataset(tmp_path, monkeypatch):
     "Two processes decode the same fresh set (more than one 2048-image decode step) into one shared cache and read it whole: the second starts once the first has begun writing the cache."
     import time
     from histo_lib.synth import make_synth
-    (tmp_path/'settings.ini').write_text("[DEFAULT]\nepochs = 1\ncrop = 32\nmodel_widths = (8,16)\nmodel_dense = 32\n")
+    tiny_settings(tmp_path, "epochs = 1\ncrop = 32\n")
     make_synth(tmp_path/'data', n_train=2100, n_test=10, seed=9)
     cache = tmp_path/'cache'; monkeypatch.setenv('HISTO_CACHE', str(cache))
     p = subprocess.Popen(histo_cmd()+['train', str(tmp_path/'data'), '--out', str(tmp_path/'r0'), '--quiet'],

@@ -1,10 +1,10 @@
 "Data layer: the three layouts, every bad-input check, the cache, splits and DataLoaders."
 import shutil
-import numpy as np, pandas as pd, pytest, tifffile, h5py, torch
+import numpy as np, pandas as pd, pytest, tifffile, h5py
 from PIL import Image
 from histo_lib.core import HistoError
 from histo_lib import cache, data, patches
-from histo_lib.synth import make_synth, make_synth_folder, make_synth_h5, synth_patches
+from histo_lib.synth import make_synth, make_synth_folder, make_synth_h5
 
 @pytest.fixture(scope='module')
 def kaggle(tmp_path_factory): return make_synth(tmp_path_factory.mktemp('k')/'kaggle', n_train=40, n_test=12, seed=1)

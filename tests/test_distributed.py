@@ -3,7 +3,7 @@ The module's run is trained as a user runs it (a subprocess, whose output is rea
 this process (`capfd` reads what the workers, always new processes, print)."""
 import json, shutil
 import numpy as np, pandas as pd, pytest
-from conftest import histo
+from conftest import histo, tiny_settings
 
 pytest.importorskip('accelerate')
 
@@ -11,7 +11,7 @@ pytest.importorskip('accelerate')
 def ddp(tmp_path_factory, h5_data):
     "The session's PCam-HDF5 set (train, valid and test splits of 80) and a run trained by 2 processes."
     d = tmp_path_factory.mktemp('ddp')
-    (d/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")
+    tiny_settings(d)
     (d/'syn').symlink_to(h5_data, target_is_directory=True)
     r = histo('train', d/'syn', '--out', d/'run', '--epochs', 1, '--crop', 32, '--nproc', 2, '--patience', 0, cwd=d, proc=True)
     return d, r
@@ -52,7 +52,7 @@ def test_two_process_prediction_equals_one(ddp):
 
 def test_a_failing_worker_names_its_file(tmp_path):
     "A corrupt image in the second process's block of the decode stops both processes, with that file's name."
-    (tmp_path/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")
+    tiny_settings(tmp_path)
     from histo_lib.synth import make_synth
     make_synth(tmp_path/'syn', n_train=120, n_test=8, seed=5)
     ids = pd.read_csv(tmp_path/'syn'/'train_labels.csv', dtype=str).id

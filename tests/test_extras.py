@@ -1,6 +1,6 @@
 "The base install (no extras): every command that needs no extra works, and each extra's command names its extra in one line."
 import json, subprocess, sys, os
-import pytest
+from conftest import tiny_settings
 
 # every optional package of pyproject.toml's extras: onnx, extras (grad-cam, scikit-image), slide, dist
 OPTIONAL = ('onnx', 'onnxruntime', 'pytorch_grad_cam', 'skimage', 'openslide', 'tiffslide', 'accelerate')
@@ -39,7 +39,7 @@ def one_line(r, *words):
     for w in words: assert w in err, (w, err)
 
 def test_base_install_runs_and_each_extra_is_named(tmp_path):
-    (tmp_path/'settings.ini').write_text("[DEFAULT]\nmodel_widths = (8,16)\nmodel_dense = 32\n")  # a tiny model
+    tiny_settings(tmp_path)
     d, run, sl = tmp_path/'d', tmp_path/'r', tmp_path/'sl'
     res = without_extras([['--help'], ['train', '--help'],
                           ['synth', d, '--n-train', 96, '--n-test', 16, '--seed', 1],
