@@ -13,14 +13,14 @@ import pandas as pd
 from scipy import ndimage
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from .core import HistoError, atomic_path, atomic_write, write_json, require, default_mpp
+from .core import HistoError, atomic_path, atomic_write, write_json, require, default_mpp, check_writable
 from .annotations import read_annotations, find_annotation, annotation_mask, write_geojson
 
 # %% auto #0
 __all__ = ['camelyon_px_um', 'margin_um', 'itc_um', 'froc_fps', 'detect_radius_um', 'detect_min_prob', 'slide_stats',
            'evaluation_mask', 'itc_labels', 'slide_truth', 'lesion_hits', 'froc_curve', 'froc_points', 'nms',
            'read_slide_out', 'slide_mpp', 'slide_detections', 'load_truth', 'evaluate_slide', 'slide_auc', 'summarise',
-           'plot_froc', 'plot_slide_roc', 'report_md', 'write_report', 'evaluate_slides']
+           'plot_froc', 'plot_slide_roc', 'report_md', 'write_report', 'evaluate_slides', 'report_outcome']
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-05
 camelyon_px_um = 0.243*32  # Camelyon16's evaluation pixel: level 5 of its 0.243 µm/px scans (7.776 µm)
@@ -270,6 +270,7 @@ def evaluate_slides(slide_out:str|Path, # `histo slide`'s --out folder (a folder
     truth, d = Path(truth_dir), Path(slide_out)
     if not truth.is_dir(): raise HistoError(f"{truth}: no such folder of annotations.")
     if not d.is_dir(): raise HistoError(f"{d}: no such folder; give `histo slide`'s --out folder.")
+    check_writable(out, is_dir=True)
     dirs = [d] if (d/'slide.json').is_file() else sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith('.'))
     res, polys, skipped, failed = [], {}, [], []
     for p in dirs:
@@ -285,3 +286,14 @@ def evaluate_slides(slide_out:str|Path, # `histo slide`'s --out folder (a folder
     meta = dict(score_stat=score, radius_um=radius_um, min_prob=min_prob, eval_px_um=px_um, margin_um=margin_um, itc_um=itc_um,
                 slide_out=str(d), truth=str(truth), skipped=skipped, failed=failed)
     return write_report(res, out, meta, polys)
+
+# %% ../nbs/10f_camelyon.ipynb #10f-cam-39
+def report_outcome(rep:dict, # from `evaluate_slides`
+                   out:str|Path, # its folder
+                  ):
+    "Print the report's summary line; a `HistoError` afterwards when slides were left out for broken annotations (the CLI's exit 2)."
+    f = lambda v: 'n/a' if v is None else f'{v:.4f}'
+    print(f"{rep['n_slides']} slide(s), {rep['n_tumour_slides']} with tumour: slide AUC {f(rep['slide_auc'])} ({rep['score_stat']}), "
+          f"FROC {f(rep['froc'])} over {rep['lesions']} lesion(s) ({rep['itcs']} ITC region(s) not counted), "
+          f"{rep['hits']} hit, {rep['fps']} false positive(s) -> {Path(out)/'report.md'}")
+    if rep['failed']: raise HistoError(f"{len(rep['failed'])} slide(s) left out for broken annotations (each named above): {', '.join(rep['failed'][:5])}; the report holds the others.")
