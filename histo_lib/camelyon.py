@@ -20,7 +20,8 @@ from .annotations import read_annotations, find_annotation, annotation_mask, wri
 __all__ = ['camelyon_px_um', 'margin_um', 'itc_um', 'froc_fps', 'detect_radius_um', 'detect_min_prob', 'slide_stats',
            'evaluation_mask', 'itc_labels', 'slide_truth', 'lesion_hits', 'froc_curve', 'froc_points', 'nms',
            'read_slide_out', 'slide_mpp', 'slide_detections', 'load_truth', 'evaluate_slide', 'slide_auc', 'summarise',
-           'plot_froc', 'plot_slide_roc', 'report_md', 'write_report', 'evaluate_slides', 'report_outcome']
+           'plot_froc', 'plot_slide_roc', 'report_md', 'write_report', 'evaluate_slides', 'report_outcome',
+           'plot_slide_eval']
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-05
 camelyon_px_um = 0.243*32  # Camelyon16's evaluation pixel: level 5 of its 0.243 µm/px scans (7.776 µm)
@@ -206,12 +207,12 @@ def plot_froc(rep:dict, fn:str|Path)->Path:
     fig = Figure(figsize=(5.5, 4)); ax = fig.add_subplot()
     c, p = rep['froc_curve'], rep['froc_points']
     fr = np.maximum(c['fp_per_slide'], 1/16)  # the log axis starts at 1/16: the curve's (0, ·) points sit on its edge
-    ax.step(fr, c['sensitivity'], where='post', color='k', lw=1.2, label='FROC curve')
+    ax.plot(fr, c['sensitivity'], '-', color='k', lw=1.2, label='FROC curve')
     if rep['froc'] is not None:
         ax.plot([o['fp_per_slide'] for o in p], [o['sensitivity'] for o in p], 'o', color='tab:red', label=f"FROC score {rep['froc']:.3f}")
     ax.set_xscale('log', base=2); ax.set_xlim(1/16, 16); ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel('mean false positives per slide'); ax.set_ylabel('lesion sensitivity'); ax.legend(loc='lower right')
-    ax.set_title(f"{rep['n_slides']} slides, {rep['lesions']} lesions ({rep['itcs']} ITC regions not counted)", fontsize=9)
+    ax.set_title(f"{rep['n_slides']} slides, {rep['lesions']} lesions ({rep['itcs']} ITC region(s) not counted)", fontsize=9)
     return _save(fig, Path(fn))
 
 def plot_slide_roc(rep:dict, fn:str|Path)->Path:
@@ -231,7 +232,7 @@ def report_md(rep:dict)->str:
     "report.md: the two scores, the six FROC points and a line per slide."
     f = lambda v, d=3: '–' if v is None else f'{v:.{d}f}'
     ls = ['# Camelyon16 evaluation', '', f"- slide ROC AUC ({rep['score_stat']} of the tiles): **{f(rep['slide_auc'])}** over {rep['n_slides']} slides ({rep['n_tumour_slides']} with tumour)",
-          f"- FROC score: **{f(rep['froc'])}** over {rep['lesions']} lesions ({rep['itcs']} ITC regions not counted), {rep['detections']} candidates (NMS radius {rep['radius_um']:g} µm, p ≥ {rep['min_prob']:g})",
+          f"- FROC score: **{f(rep['froc'])}** over {rep['lesions']} lesions ({rep['itcs']} ITC region(s) not counted), {rep['detections']} candidates (NMS radius {rep['radius_um']:g} µm, p ≥ {rep['min_prob']:g})",
           '', '| FPs per slide | ' + ' | '.join(f"{o['fp_per_slide']:g}" for o in rep['froc_points']) + ' |', '|---'*7 + '|',
           '| sensitivity | ' + ' | '.join(f(o['sensitivity']) for o in rep['froc_points']) + ' |', '',
           '| slide | label | score | lesions | ITCs | hit | false positives | candidates |', '|---'*8 + '|']
@@ -297,3 +298,30 @@ def report_outcome(rep:dict, # from `evaluate_slides`
           f"FROC {f(rep['froc'])} over {rep['lesions']} lesion(s) ({rep['itcs']} ITC region(s) not counted), "
           f"{rep['hits']} hit, {rep['fps']} false positive(s) -> {Path(out)/'report.md'}")
     if rep['failed']: raise HistoError(f"{len(rep['failed'])} slide(s) left out for broken annotations (each named above): {', '.join(rep['failed'][:5])}; the report holds the others.")
+
+# %% ../nbs/10f_camelyon.ipynb #10f-cam-45
+def plot_slide_eval(r:dict, # `evaluate_slide`'s result
+                    heat:np.ndarray, info:dict, # the slide's heatmap.npy and slide.json
+                    polys:list, # its annotations
+                    fn:str|Path, # PNG to write
+                   )->Path:
+    "One slide's evaluation mask (lesions, ITCs, annotation outlines) beside its heat map with hits, false positives and ignored candidates."
+    from matplotlib.colors import ListedColormap
+    W, H = info['size_l0']; lab, ds = r['lab'], r['ds']
+    kind = np.where(lab==0, 0, np.where(np.isin(lab, r['itc_labels']), 2, 1))
+    fig = Figure(figsize=(11, 4.8*H/W+0.8)); a0, a1 = fig.subplots(1, 2)
+    a0.imshow(kind, cmap=ListedColormap(['white', 'tab:red', 'tab:orange']), vmin=0, vmax=2, extent=(0, lab.shape[1]*ds, lab.shape[0]*ds, 0), interpolation='nearest')
+    for p in polys:
+        for ring in [p['exterior'], *p['holes']]:
+            q = np.vstack([ring, ring[:1]]); a0.plot(q[:, 0], q[:, 1], 'k-' if p['cls']=='tumour' else 'b--', lw=0.8)
+    s, t = info.get('stride_l0', info.get('tile_l0')), info.get('tile_l0'); off = (t-s)/2
+    im = a1.imshow(np.ma.masked_invalid(heat), cmap='jet', vmin=0, vmax=1, extent=(off, off+heat.shape[1]*s, off+heat.shape[0]*s, off), interpolation='nearest')
+    d = r['det']; k = (np.asarray(d['y'])/ds).astype(int).clip(0, lab.shape[0]-1), (np.asarray(d['x'])/ds).astype(int).clip(0, lab.shape[1]-1)
+    hit = lab[k]; best = np.zeros(len(d), bool)  # candidates come most probable first: a lesion's first is its best
+    for l in np.setdiff1d(np.unique(hit[hit>0]), r['itc_labels']): best[np.argmax(hit==l)] = True
+    for m, st in ((hit==0, dict(marker='x', color='red')), (best, dict(marker='o', color='lime', mec='k')), ((hit>0) & ~best, dict(marker='o', color='grey', ms=3))):
+        a1.plot(d['x'][m], d['y'][m], ls='none', **{'ms': 6, **st})
+    for ax, tl in ((a0, f"{r['slide']}: {r['lesions']} lesion(s), {r['itcs']} ITC region(s)"), (a1, f"{r['hits']} hit, {r['fps']} false positive(s) of {r['detections']} candidates")):
+        ax.set_xlim(0, W); ax.set_ylim(H, 0); ax.set_title(tl, fontsize=9); ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=a1, fraction=0.04, pad=0.02)
+    return _save(fig, Path(fn))
