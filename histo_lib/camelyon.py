@@ -60,7 +60,8 @@ def slide_truth(polys:list, # from `annotations.read_annotations`
     return lab, itc_labels(lab, px_um), ds
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-14
-def lesion_hits(x, y, # detections' level-0 coordinates
+def lesion_hits(x, # detections' level-0 x
+                y, # and y
                 prob, # their probabilities
                 lab:np.ndarray, # labelled evaluation mask (all 0 for a slide without tumour)
                 itcs:list, # its ITC labels
@@ -90,7 +91,8 @@ def froc_curve(fps:list, # per slide: false positives' probabilities
     sens = np.append(n_tp, 0)/n_lesions if n_lesions else np.full(len(thr)+1, np.nan)
     return np.append(n_fp, 0)/max(n_slides, 1), sens
 
-def froc_points(fp_rate:np.ndarray, sens:np.ndarray, # from `froc_curve`
+def froc_points(fp_rate:np.ndarray, # false positives per slide, from `froc_curve`
+                sens:np.ndarray, # sensitivity, from `froc_curve`
                 at=froc_fps, # false positives per slide
                )->np.ndarray:
     "Sensitivity at each rate of `at`, interpolated as Camelyon16 does (`np.interp` on the reversed curve); the FROC score is their mean."
@@ -100,7 +102,8 @@ def froc_points(fp_rate:np.ndarray, sens:np.ndarray, # from `froc_curve`
 detect_radius_um = 250.  # non-maximum suppression radius of lesion candidates
 detect_min_prob = 0.05  # least probability of a candidate
 
-def nms(x, y, # points (level-0 px)
+def nms(x, # points' x (level-0 px)
+        y, # and y
         prob, # their probabilities
         radius:float, # suppression radius, same units as x, y
        )->np.ndarray:
@@ -128,14 +131,16 @@ def read_slide_out(d:str|Path # one slide's `histo slide` output folder
     if miss: raise HistoError(f"{d}: slide.json / tiles.csv lack {', '.join(miss)} (made by another version of `histo slide`?)")
     return info, tiles
 
-def slide_mpp(info:dict)->float:
+def slide_mpp(info:dict # slide.json
+             )->float:
     "The slide's microns per level-0 pixel from its slide.json (the model's when the slide had none)."
     if info.get('slide_mpp'): return float(info['slide_mpp'])
     mpp = float(info.get('model_mpp') or default_mpp)
     print(f"warning: {info.get('name', 'a slide')}: no MPP in slide.json; taking the model's {mpp:g} µm/px, as `histo slide` did.", file=sys.stderr)
     return mpp
 
-def slide_detections(info:dict, tiles:pd.DataFrame, # from `read_slide_out`
+def slide_detections(info:dict, # slide.json, from `read_slide_out`
+                     tiles:pd.DataFrame, # tiles.csv, from `read_slide_out`
                      radius_um:float=detect_radius_um, # non-maximum suppression radius
                      min_prob:float=detect_min_prob, # least probability of a candidate
                      mpp:float|None=None, # microns per level-0 pixel; None: `slide_mpp(info)`
@@ -156,10 +161,13 @@ def load_truth(truth_dir:str|Path, # folder of annotation files
     fn = find_annotation(truth_dir, name)
     return (read_annotations(fn) if fn else []), fn
 
-def evaluate_slide(name:str, info:dict, tiles:pd.DataFrame, # the slide's name and `read_slide_out`
+def evaluate_slide(name:str, # the slide's name (its output folder's)
+                   info:dict, # slide.json, from `read_slide_out`
+                   tiles:pd.DataFrame, # tiles.csv, from `read_slide_out`
                    polys:list, # its annotations ([]: a normal slide)
                    score:str='max', # which of `slide_stats` scores the slide
-                   radius_um:float=detect_radius_um, min_prob:float=detect_min_prob, # lesion candidates (`slide_detections`)
+                   radius_um:float=detect_radius_um, # NMS radius of lesion candidates (`slide_detections`)
+                   min_prob:float=detect_min_prob, # least probability of a candidate
                    px_um:float=camelyon_px_um, # microns per evaluation-mask pixel
                   )->dict:
     "One slide's label, score, lesion candidates and Camelyon16 counts (lesions, ITCs, lesions hit, false positives)."
@@ -174,7 +182,9 @@ def evaluate_slide(name:str, info:dict, tiles:pd.DataFrame, # the slide's name a
                 det=det, fp=fp, best=best, lab=lab, itc_labels=itcs, ds=ds)
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-33
-def slide_auc(labels, scores)->float|None:
+def slide_auc(labels, # 1 for a tumour slide, 0 for a normal one
+              scores, # the slides' scores
+             )->float|None:
     "ROC AUC of the slide scores (sklearn), or None unless both tumour and normal slides are there."
     from sklearn.metrics import roc_auc_score
     labels = np.asarray(labels)
@@ -202,7 +212,9 @@ def _save(fig:Figure, fn:Path)->Path:
     with atomic_path(fn) as tmp: fig.savefig(tmp, format='png', dpi=100)
     return fn
 
-def plot_froc(rep:dict, fn:str|Path)->Path:
+def plot_froc(rep:dict, # from `summarise`
+              fn:str|Path, # PNG to write
+             )->Path:
     "The FROC curve of a `summarise` report with its six operating points, as a PNG."
     fig = Figure(figsize=(5.5, 4)); ax = fig.add_subplot()
     c, p = rep['froc_curve'], rep['froc_points']
@@ -215,7 +227,9 @@ def plot_froc(rep:dict, fn:str|Path)->Path:
     ax.set_title(f"{rep['n_slides']} slides, {rep['lesions']} lesions ({rep['itcs']} ITC region(s) not counted)", fontsize=9)
     return _save(fig, Path(fn))
 
-def plot_slide_roc(rep:dict, fn:str|Path)->Path:
+def plot_slide_roc(rep:dict, # from `summarise`
+                   fn:str|Path, # PNG to write
+                  )->Path:
     "The slide-level ROC curve of a `summarise` report, as a PNG."
     from sklearn.metrics import roc_curve
     fig = Figure(figsize=(4.5, 4)); ax = fig.add_subplot()
@@ -228,7 +242,8 @@ def plot_slide_roc(rep:dict, fn:str|Path)->Path:
     return _save(fig, Path(fn))
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-36
-def report_md(rep:dict)->str:
+def report_md(rep:dict # from `summarise`
+             )->str:
     "report.md: the two scores, the six FROC points and a line per slide."
     f = lambda v, d=3: '–' if v is None else f'{v:.{d}f}'
     ls = ['# Camelyon16 evaluation', '', f"- slide ROC AUC ({rep['score_stat']} of the tiles): **{f(rep['slide_auc'])}** over {rep['n_slides']} slides ({rep['n_tumour_slides']} with tumour)",
@@ -241,8 +256,10 @@ def report_md(rep:dict)->str:
     return '\n'.join(ls)
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-37
-def write_report(res:list, out:str|Path, # `evaluate_slide` results; the report folder
-                 meta:dict, polys:dict, # settings to record; each slide's annotations (written for the viewer)
+def write_report(res:list, # `evaluate_slide` results
+                 out:str|Path, # the report folder
+                 meta:dict, # settings to record
+                 polys:dict, # each slide's annotations, written for the viewer
                 )->dict:
     "Write slides.csv, detections.csv, report.json, report.md, froc.png, slide_roc.png and annotations/<slide>.geojson in `out`."
     out = Path(out); rep = summarise(res, meta)
@@ -301,7 +318,8 @@ def report_outcome(rep:dict, # from `evaluate_slides`
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-45
 def plot_slide_eval(r:dict, # `evaluate_slide`'s result
-                    heat:np.ndarray, info:dict, # the slide's heatmap.npy and slide.json
+                    heat:np.ndarray, # the slide's heatmap.npy
+                    info:dict, # its slide.json
                     polys:list, # its annotations
                     fn:str|Path, # PNG to write
                    )->Path:
