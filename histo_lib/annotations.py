@@ -122,7 +122,7 @@ def find_annotation(annot_dir:str|Path, # folder of annotation files
                    )->Path|None:
     "The annotation file of `slide_name` in `annot_dir` (.geojson, .json, then .xml, any case), or None."
     d = Path(annot_dir)
-    found = {f.suffix.lower(): f for f in d.glob(f'{slide_name}.*') if f.stem==slide_name and f.is_file()} if d.is_dir() else {}
+    found = {f.suffix.lower(): f for f in d.iterdir() if f.stem==slide_name and f.is_file()} if d.is_dir() else {}  # no glob: names may hold [ ]
     return next((found[e] for e in annotation_exts if e in found), None)
 
 # %% ../nbs/10d_annotations.ipynb #10d-annot-23

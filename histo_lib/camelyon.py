@@ -289,7 +289,8 @@ def evaluate_slides(slide_out:str|Path, # `histo slide`'s --out folder (a folder
     if not truth.is_dir(): raise HistoError(f"{truth}: no such folder of annotations.")
     if not d.is_dir(): raise HistoError(f"{d}: no such folder; give `histo slide`'s --out folder.")
     check_writable(out, is_dir=True)
-    dirs = [d] if (d/'slide.json').is_file() else sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    rep_dir = Path(out).resolve()  # a report folder inside SLIDE_OUT is no slide
+    dirs = [d] if (d/'slide.json').is_file() else sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith('.') and p.resolve()!=rep_dir)
     res, polys, skipped, failed = [], {}, [], []
     for p in dirs:
         try: info, tiles = read_slide_out(p)

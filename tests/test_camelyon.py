@@ -112,18 +112,19 @@ def test_broken_annotation_and_unfinished_slide(case, tmp_path):
     (truth/'tumour-small.geojson').write_text('{"type": "FeatureCollection", "features": [')   # broken
     (out/'tumour-big'/'slide.json').unlink()                                                   # unfinished
     (truth/'stray.xml').write_text('')
-    r = histo('evaluate-slides', out, '--truth', truth, '--out', tmp_path/'rep', ok=False)
+    r = histo('evaluate-slides', out, '--truth', truth, '--out', out/'rep', ok=False)   # the report inside SLIDE_OUT
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
     assert any('tumour-big' in l and 'no slide.json' in l for l in err)
     assert any('tumour-small.geojson' in l and 'broken JSON' in l for l in err)
     assert any('stray.xml' in l for l in err)
     assert err[-1].startswith('histo evaluate-slides: error: 1 slide(s) left out for broken annotations')
-    rep = json.loads((tmp_path/'rep'/'report.json').read_text())
+    rep = json.loads((out/'rep'/'report.json').read_text())
     assert [s['slide'] for s in rep['slides']] == ['normal-a', 'normal-b', 'tumour-fine', 'tumour-mid'] and rep['failed'] == ['tumour-small']
     (truth/'tumour-small.geojson').write_text('{"type": "Polygon", "coordinates": [[[0, 0], [5, 5], [0, 0]]]}')   # < 3 points
-    r = histo('evaluate-slides', out, '--truth', truth, '--out', tmp_path/'rep', ok=False)
+    r = histo('evaluate-slides', out, '--truth', truth, '--out', out/'rep', ok=False)
     assert r.returncode == 2 and "tumour-small.geojson: polygon" in r.stderr and 'fewer than 3' in r.stderr
+    assert 'rep' not in {l.split(':')[0].split('/')[-1] for l in r.stderr.splitlines()}   # the report folder is not taken for a slide
 
 def test_bad_arguments_one_line(case, tmp_path):
     one_line(histo('evaluate-slides', case/'out', '--truth', tmp_path/'nope', '--out', tmp_path/'r', ok=False), 'nope', 'no such folder')
