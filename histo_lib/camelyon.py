@@ -285,6 +285,7 @@ def evaluate_slides(slide_out:str|Path, # `histo slide`'s --out folder (a folder
                    )->dict:
     "Score every finished slide of `slide_out` against `truth_dir` as Camelyon16 did; write the report in `out`; the report's `failed` names slides with broken annotations."
     if score not in slide_stats: raise HistoError(f"Unknown slide score {score!r}: one of {', '.join(slide_stats)}.")
+    require('skimage.measure', 'slide', 'histo evaluate-slides')  # before any work: one line naming the extra
     truth, d = Path(truth_dir), Path(slide_out)
     if not truth.is_dir(): raise HistoError(f"{truth}: no such folder of annotations.")
     if not d.is_dir(): raise HistoError(f"{d}: no such folder; give `histo slide`'s --out folder.")
