@@ -309,6 +309,7 @@ def generate():
             ('kaggle', 'The Kaggle competition in a kernel', [(index, '## Submitting from a Kaggle kernel'), (first('12_kaggle*.ipynb'), "## The kernel's situation")]),
             ('transfer', 'Transfer learning from a local timm checkpoint', [(first('03_models*.ipynb'), "## One factory: timm's registry")]),
             ('slides', 'Whole slides and their heat maps', [(index, '## Whole slides'), (slide_nb, '## The whole thing')]),
+            ('camelyon', 'From annotated slides to a Camelyon16 score', [(first('10f_*.ipynb'), None)]),
             ('scaling', 'Scaling out: several GPUs or processes', [(index, '## Scaling out'), (first('04a_*.ipynb'), '## When to scale out')])]
     tut_docs = []
     for slug, title, parts in tuts:

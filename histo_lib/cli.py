@@ -16,7 +16,7 @@ from .core import (HistoError, load_settings, show_some, set_threads, stratified
 # %% auto #0
 __all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
            'build_parser', 'infer_settings', 'slide_truth', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
-           'cmd_check_submission', 'cmd_slide', 'cmd_evaluate', 'cmd_explain', 'main']
+           'cmd_check_submission', 'cmd_slide', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain', 'main']
 
 # %% ../nbs/11_cli.ipynb #06-cli-005
 run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions `train.run_params` reads, in its order (found through `train`'s imports)
@@ -130,6 +130,12 @@ def _flags_explain(p):
     p.add_argument('--n', type=int, default=16, help='patches to show'); p.add_argument('--split', default=None)
     p.add_argument('--seed', type=int, default=None); _add_data_args(p)
 
+def _flags_evaluate_slides(p):
+    p.add_argument('slide_out', help="histo slide's --out folder"); p.add_argument('--truth', required=True, help='annotations: <slide>.geojson, .json or .xml (none: a normal slide)')
+    p.add_argument('--out', required=True, help='report folder: slides.csv, detections.csv, report.json/md, froc.png, slide_roc.png')
+    p.add_argument('--score', default='max', choices=declared('camelyon', 'slide_stats'), help="the slide.json score that ranks slides (default: max)")
+    p.add_argument('--radius', type=float, default=declared('camelyon', 'detect_radius_um'), help='NMS radius of lesion candidates in µm (default: %(default)g)')
+
 command_help = {
     'synth': 'write the built-in synthetic dataset (Kaggle layout by default), or a test slide',
     'info': 'dataset summary: layout, sizes, class balance, outliers, duplicates',
@@ -139,8 +145,9 @@ command_help = {
     'evaluate': 'report accuracy, ROC AUC, confusion matrix and pictures on a labelled set',
     'check-submission': 'validate a submission CSV and name every problem',
     'explain': 'Grad-CAM heatmaps of patches as a PNG grid (the extras extra)',
+    'evaluate-slides': "score histo slide's outputs against annotations as Camelyon16 did: slide AUC and lesion FROC",
 }  # each command's one-line help, for `histo --help`
-_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain}
+_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides}
 
 def build_parser(cmd:str|None=None # make only this command's flags (all that `histo CMD ...` needs, and quicker); None: every command's
                 )->argparse.ArgumentParser:
@@ -328,6 +335,11 @@ def _error_imgs(items):
     srcs = items['src'].values
     return lambda idx: read_patches(srcs[np.asarray(idx, dtype=int)])
 
+# %% ../nbs/11_cli.ipynb #06-cli-010b
+def cmd_evaluate_slides(a):
+    from histo_lib.camelyon import evaluate_slides, report_outcome  # scikit-image (the slide extra): imported only by this command
+    report_outcome(evaluate_slides(a.slide_out, a.truth, a.out, a.score, a.radius), a.out)
+
 # %% ../nbs/11_cli.ipynb #06-cli-011
 def cmd_explain(a):
     from histo_lib.explain import explain_to_png  # needs the optional grad-cam extra: imported only by this command
@@ -347,7 +359,7 @@ def cmd_explain(a):
 
 # %% ../nbs/11_cli.ipynb #06-cli-013
 commands = dict(synth=cmd_synth, info=cmd_info, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate,
-                explain=cmd_explain, slide=cmd_slide, **{'check-submission': cmd_check_submission})
+                explain=cmd_explain, slide=cmd_slide, **{'check-submission': cmd_check_submission, 'evaluate-slides': cmd_evaluate_slides})
 
 def main(argv:list|None=None # arguments (default: sys.argv[1:])
         )->int:
