@@ -15,6 +15,13 @@ default instead (the +39% of `keep_freed_memory` was measured that way).
     python bench/train_throughput.py --recipe cpu-best --archs reference --crops 96 --variants default,channels_last+bf16
     python bench/train_throughput.py --threads 1 --archs reference --crops 64
     python bench/train_throughput.py --data-path          # the batch path alone (no model) from RAM, memmap and JPEGs
+    python bench/train_throughput.py --recipe cpu-best --archs reference --crops 96 --threads 1 --clock cpu \
+        --variants channels_last,channels_last+compile,channels_last+bf16,channels_last+bf16+compile   # torch.compile, on a shared machine
+
+`compile` compiles the model in place (`nn.Module.compile()`, Inductor's CPU backend; its first batches, the compile,
+fall in the warm-up). `--clock cpu` counts the process's CPU seconds instead of wall seconds: on a machine shared with
+other work, one thread's CPU time is what the step costs, whatever else runs (with several threads, spin-waiting
+inflates it).
 """
 from __future__ import annotations
 import argparse, os, sys, time, tempfile, warnings
@@ -32,12 +39,14 @@ from histo_lib.cache import decode_items
 from histo_lib.models import build_model
 from histo_lib.train import histo_learner, model_kwargs_of
 
+clock = time.perf_counter  # `--clock cpu`: time.process_time
+
 class _Timer(Callback):
     "Time training batches after `warm` warm-up batches; skip validation."
     order = 100
     def __init__(self, warm:int): self.warm, self.t = warm, []
     def after_batch(self):
-        if self.training: self.t.append(time.perf_counter())
+        if self.training: self.t.append(clock())
     def before_validate(self): raise CancelValidException()
 
 def pixels(n:int, seed:int=0):
@@ -52,24 +61,26 @@ def pixels(n:int, seed:int=0):
     x, y = synth_patches(n, seed=seed)
     return x, y.astype(np.float32), 'synthetic'
 
-def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None):
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False):
     set_seed(seed)
     xv = np.concatenate([x, x[:bs]])  # `bs` validation items (validation is skipped)
     dls = array_dls(xv, np.concatenate([y, y[:bs]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., seed=seed)
     set_seed(seed)
     learn = histo_learner(dls, arch, model_kwargs=mk, channels_last=channels_last, bf16=bf16, path=tempfile.mkdtemp())
+    if compile: learn.model.compile()
     tm = _Timer(warm)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=tm)
     t = tm.t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
-def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None):
+def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False):
     set_seed(seed)
     xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
     mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
     std = torch.tensor(xs[:2000].reshape(-1,3).std(0)/255).view(1,3,1,1).float()
     model = build_model(arch, **(mk or {}))
     if channels_last: model = model.to(memory_format=torch.channels_last)
+    if compile: model.compile()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     lossf = torch.nn.BCEWithLogitsLoss()
     model.train(); t = []
@@ -85,7 +96,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
         yb = torch.from_numpy(y[idx])
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = lossf(model(xb).float().view(-1), yb)
         opt.zero_grad(); loss.backward(); opt.step()
-        t.append(time.perf_counter())
+        t.append(clock())
     t = t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
@@ -132,11 +143,14 @@ def main():
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,channels_last+bf16',
-                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16")
+                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile")
+    ap.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall seconds, or the process's CPU seconds (a shared machine, one thread)")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
     ap.add_argument('--data-path', action='store_true', help='only time the batch path (no model) from RAM, memmap cache and JPEGs')
     a = ap.parse_args()
+    global clock
+    clock = time.process_time if a.clock=='cpu' else time.perf_counter
     threads = [int(t) for t in str(a.threads).split(',')]
     torch.set_num_threads(threads[0]); keep_freed_memory()  # as `histo train` runs (HISTO_KEEP_FREED=0: glibc's default)
     if a.data_path:
@@ -155,12 +169,12 @@ def main():
             gf = gflop(build_model(arch, **kw), crop, train=True)
             for var in a.variants.split(','):
               for th in threads:
-                flags = set(var.split('+')); cl, bf = 'channels_last' in flags, 'bf16' in flags
+                flags = set(var.split('+')); cl, bf, co = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
-                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw))
-                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw))
+                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co))
+                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co))
                 f, p = np.median(fa), np.median(pl)
                 rows.append((arch, crop, var, f, p, p/f-1, th, f*gf, f*gf/peak[bf]))
                 print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
@@ -168,7 +182,7 @@ def main():
     load1 = os.getloadavg()[0]
     body = (f"## Training throughput and FLOP use (`{a.section}`)\n\n"
             f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
-            f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, load average {load0:.1f} at start / {load1:.1f} at end. "
+            f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, {a.clock} clock, load average {load0:.1f} at start / {load1:.1f} at end. "
             f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
             f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop and threads. "
             f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
