@@ -59,7 +59,7 @@ def ring_area(ring)->float:
 
 # %% ../nbs/10b_regions.ipynb #10b-regions-26c
 def smooth_heat(heat:np.ndarray, # probability grid (rows, cols), NaN off tissue
-                sigma:float=0.5, # Gaussian sigma in grid cells; 0: no smoothing
+                sigma:float=1., # Gaussian sigma in grid cells; 0: no smoothing
                )->np.ndarray:
     "`heat` smoothed by a Gaussian over its tissue cells only (normalised convolution: glass neither gives nor takes); NaN stays NaN."
     h = np.asarray(heat, np.float64)

@@ -115,7 +115,7 @@ def predict_slide(predictor, # a `histo_lib.infer.Predictor` (its TTA, backend a
                   thumb_side:int=2048, # the thumbnail's longest side, at least (the tissue mask's resolution)
                   progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
                   runs:list|None=None, # names of the models, for slide.json
-                  smooth:float=0.5, # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
+                  smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
                   min_area:float=10_000., # regions smaller than this many µm² are dropped (one 96-px tile at 0.972 µm/px: 8,709 µm²)
                  )->dict:
     "Predict every tissue tile of `slide` and write tiles.csv, heatmap.npy/png, mask.png, regions.geojson, detections.geojson and slide.json in `out`."
@@ -181,7 +181,7 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
                    progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
                    device=None, # where the models run; None: cuda if available, else cpu
                    min_tissue:float=0.1, # least tissue share of a tile that is predicted
-                   smooth:float=0.5, # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
+                   smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
                    min_area:float=10_000., # regions smaller than this many µm² are dropped
                   )->list[dict]:
     "Predict each slide into `out/<name>/`; finished slides are skipped, and a slide that fails is reported in one line while the others run."
