@@ -164,6 +164,17 @@ def find_slides(paths, # slide files and folders of slides
     return res
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-36
+def _split_done(paths:list, out:Path, overwrite:bool)->tuple[list, list]:
+    "The slides still to predict, and a 'skipped' entry (said in one line) for each one finished in `out` unless `overwrite`."
+    todo, res = [], []
+    for p in paths:
+        fin = out/slide_name(p)/'slide.json'
+        if fin.is_file() and not overwrite:
+            print(f"{p}: already done in {fin.parent} (pass --overwrite to redo it).")
+            res.append(dict(slide=str(p), name=slide_name(p), status='skipped', out=str(fin.parent)))
+        else: todo.append(p)
+    return todo, res
+
 def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(model, cfg)` pairs
                    slides, # slide files and folders of slides
                    out:str|Path, # one folder per slide is made in it, named after the slide
@@ -191,13 +202,7 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
     out, paths = Path(out), find_slides(slides)
     if out.exists() and not out.is_dir(): raise HistoError(f"{out} is a file; --out must be a folder.")
     slide_reader_names(reader)  # fails now, in one line, when the extra is missing
-    todo, res = [], []
-    for p in paths:
-        fin = out/slide_name(p)/'slide.json'
-        if fin.is_file() and not overwrite:
-            print(f"{p}: already done in {fin.parent} (pass --overwrite to redo it).")
-            res.append(dict(slide=str(p), name=slide_name(p), status='skipped', out=str(fin.parent)))
-        else: todo.append(p)
+    todo, res = _split_done(paths, out, overwrite)
     if not todo: return res
     predictor = Predictor(run_dirs, tta=tta, bs=bs, ensemble=ensemble, device=device, backend=backend)
     check_models(predictor.cfgs, tile)  # before any slide is read
