@@ -51,6 +51,19 @@ def _percentiles(a, level:float)->np.ndarray:
     "The two-sided `level` percentile interval of `a` along its first axis."
     return np.percentile(a, [50*(1-level), 50*(1+level)], axis=0)
 
+def _sens_at_specs(pos:np.ndarray, w1:np.ndarray, # tumours' scores sorted ascending, and how often each is drawn
+                   neg:np.ndarray, w0:np.ndarray, # normals' scores sorted descending, and how often each is drawn
+                   specs, # the specificities to keep
+                  )->list[float]:
+    "The sensitivity of the most sensitive threshold keeping each specificity, for items drawn `w1`/`w0` times (`roc_curve`'s point)."
+    c0, c1, n0, n1 = np.cumsum(w0), np.cumsum(w1), w0.sum(), w1.sum()
+    res = []
+    for s in specs:
+        i = np.searchsorted(c0, np.floor((1-s)*n0 + 1e-9), side='right')  # the first normal that must not be called
+        m = np.searchsorted(pos, neg[i], side='right') if i<len(neg) else 0  # tumours at or below its score are not called
+        res.append(float((n1 - (c1[m-1] if m else 0))/n1))
+    return res
+
 def operating_points(y, # true labels, 0/1
                      probs, # predicted probabilities
                      specs=spec_targets, # the specificities to report at
@@ -60,11 +73,9 @@ def operating_points(y, # true labels, 0/1
                     )->dict:
     "For each `spec`: the threshold that keeps it, the sensitivity and specificity there, and a stratified bootstrap interval of the sensitivity."
     y, probs = np.asarray(y), np.asarray(probs, np.float64)
-    pos, neg, rng = np.flatnonzero(y==1), np.flatnonzero(y==0), np.random.default_rng(seed)
-    boot = np.empty((n_boot, len(specs)))
-    for b in range(n_boot):
-        i = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boot[b] = [_roc_at_spec(y[i], probs[i], s)[1] for s in specs]
+    pos, neg, rng = np.sort(probs[y==1]), np.sort(probs[y==0])[::-1], np.random.default_rng(seed)
+    draw = lambda n: np.bincount(rng.integers(0, n, n), minlength=n)  # a resample with replacement, as counts per item
+    boot = np.array([_sens_at_specs(pos, draw(len(pos)), neg, draw(len(neg)), specs) for _ in range(n_boot)]).reshape(n_boot, len(specs))
     ci = _percentiles(boot, level).T if n_boot else [[None, None]]*len(specs)
     res = {}
     for s,(lo,hi) in zip(specs, ci):
