@@ -105,6 +105,8 @@ def _flags_slide(p):
                    help="the slides' microns per level-0 pixel, overriding their metadata (needed when it has none)")
     _add_tta(p)
     p.add_argument('--threshold', type=float, default=0.5, help='tumour probability threshold for regions and counts (default: 0.5)')
+    p.add_argument('--smooth', type=float, default=1., help='regions: Gaussian sigma in grid cells (tiles, or strides when they overlap) smoothing the probabilities over tissue before the threshold; 0: none (default: 1)')
+    p.add_argument('--min-area', type=float, default=10_000., help='regions: drop those smaller than this many µm² (default: 10000, just over one 96-px tile at 0.972 µm/px)')
     p.add_argument('--ensemble', default='mean', choices=choices('ensemble'), help='how several models are combined')
     p.add_argument('--reader', default='auto', choices=choices('reader'), help='slide reader (default: OpenSlide, else tiffslide)')
     p.add_argument('--bs', type=int, default=None, help='tiles per batch (default: settings infer_bs)')
@@ -119,7 +121,12 @@ def _flags_evaluate(p):
     p.add_argument('--split', default=None, help='labelled split (default: valid if present, else test with test_labels.csv, else train)')
     p.add_argument('--labels', default=None, help='CSV id,label for an unlabelled split (default: DATA/test_labels.csv for test)')
     p.add_argument('--sample', type=int, default=None, help='evaluate a stratified, seeded sample of N items')
-    p.add_argument('--seed', type=int, default=None); p.add_argument('--threshold', type=float, default=0.5)
+    p.add_argument('--seed', type=int, default=None)
+    p.add_argument('--threshold', type=float, default=None, help='probability at or above which an item is called tumour (default: 0.5)')
+    p.add_argument('--threshold-from', default=None, metavar='REPORT_JSON',
+                   help="apply the threshold an earlier `histo evaluate` chose (its report.json or folder) at --operating-point, and report what it gets here")
+    p.add_argument('--operating-point', default=None, metavar='spec90|spec95|spec99',
+                   help='which of that report\'s operating points (default: spec95, the threshold that kept 95%% specificity there)')
     p.add_argument('--bs', type=int, default=None); _add_tta(p); _add_data_args(p); _add_progress(p)
 
 def _flags_check_submission(p):
@@ -292,7 +299,7 @@ def cmd_slide(a):
     try:
         res = predict_slides(runs, slides, a.out, tile=a.tile, stride=a.stride, level=a.level, mpp=a.mpp, tta=s['tta'],
                              threshold=a.threshold, backend=a.backend, bs=int(s['infer_bs'] if a.bs is None else a.bs),
-                             ensemble=a.ensemble, reader=a.reader, overwrite=a.overwrite)
+                             ensemble=a.ensemble, reader=a.reader, overwrite=a.overwrite, smooth=a.smooth, min_area=a.min_area)
     finally: warnings.formatwarning = fmt
     n = {k: sum(r['status']==k for r in res) for k in ('done', 'skipped', 'failed')}
     print(f"{n['done']} slide(s) predicted, {n['skipped']} already done, {n['failed']} failed, with {len(runs)} model(s), "
@@ -314,19 +321,29 @@ def cmd_evaluate(a):
     from histo_lib.patches import labelled_items
     from histo_lib.infer import predict
     from histo_lib.evaluate import evaluate_preds
+    from histo_lib.calibration import saved_threshold
     s = _settings(a)
+    if a.threshold_from and a.threshold is not None: raise HistoError("Give --threshold or --threshold-from, not both.")
+    if a.operating_point and not a.threshold_from: raise HistoError("--operating-point picks a threshold of --threshold-from REPORT_JSON; give that report too.")
+    transfer = saved_threshold(a.threshold_from, a.operating_point or 'spec95') if a.threshold_from else None
+    thr = transfer['threshold'] if transfer else (0.5 if a.threshold is None else a.threshold)
     check_writable(a.out, is_dir=True)
     items, split = labelled_items(a.data, a.split, a.labels, s['layout'])
     if a.sample: items = items.iloc[stratified_sample(a.sample, items['label'].values, seed=int(s['seed']))].reset_index(drop=True)
     set_threads()
     probs = predict([a.run_dir], items, tta=s['tta'], bs=int(s['infer_bs'] if a.bs is None else a.bs), backend=a.backend)
     imgs = _error_imgs(items)
-    rep = evaluate_preds(items['label'].values, probs, a.out, imgs=imgs, ids=items['id'].values, threshold=a.threshold,
+    rep = evaluate_preds(items['label'].values, probs, a.out, imgs=imgs, ids=items['id'].values, threshold=thr, transfer=transfer,
                          extra=dict(model=str(a.run_dir), data=str(a.data), split=split, tta=s['tta'], sample=a.sample, backend=a.backend,
                                     trained_on=(seen := _refit_seen(a.run_dir, items['id']))))
-    print(f"{split}: n={rep['n']} accuracy {rep['accuracy']:.4f}  ROC AUC {rep['roc_auc']:.4f}  (threshold {a.threshold}, TTA {s['tta']})")
+    print(f"{split}: n={rep['n']} accuracy {rep['accuracy']:.4f}  ROC AUC {rep['roc_auc']:.4f}  (threshold {thr:.4g}, TTA {s['tta']})")
+    pts = rep['operating_points']['points']
+    print('Sensitivity at ' + ', '.join(f"{k}: {v['sensitivity']:.3f} ({v['sensitivity_ci'][0]:.3f}-{v['sensitivity_ci'][1]:.3f}) at threshold {v['threshold']:.4g}"
+                                        for k,v in pts.items()) + f"; ECE {rep['calibration']['ece']:.4f}")
+    if transfer: print(f"Threshold {thr:.4g} ({transfer['operating_point']} of {transfer['source']}): sensitivity {rep['sensitivity']:.3f}, "
+                       f"specificity {rep['specificity']:.3f} here (there {transfer['source_sensitivity']:.3f}, {transfer['source_specificity']:.3f})")
     if seen: print(f"Note: {seen} of these {len(items)} items are validation items that {a.run_dir} was refitted on (--refit): this AUC measures fit, not generalisation.")
-    print(f"Report: {Path(a.out)/'report.md'} (+ report.json, roc.png, confusion.png, errors.png)")
+    print(f"Report: {Path(a.out)/'report.md'} (+ report.json, roc.png, confusion.png, reliability.png, errors.png)")
 
 def _error_imgs(items):
     "A reader for the few patches the error grid shows, so memory stays small on big sets."

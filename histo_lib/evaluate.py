@@ -13,6 +13,7 @@ from matplotlib.figure import Figure  # figures that never touch pyplot's backen
 from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_auc_score, roc_curve, confusion_matrix, classification_report
 from .core import HistoError, show_some, atomic_path, atomic_write, write_json, center_box, center_size
+from .calibration import operating_points, apply_threshold, calibration_bins, expected_calibration_error, plot_reliability
 
 # %% auto #0
 __all__ = ['metrics_report', 'plot_roc', 'plot_confusion', 'top_errors', 'plot_errors', 'report_md', 'evaluate_preds']
@@ -143,6 +144,23 @@ def _md_table(header:list, rows:list)->str:
 
 def _fmt(v): return f'{v:.4f}' if isinstance(v, float) else str(v)
 
+def _ci(v, lo_hi)->str: return f"{v:.3f} ({lo_hi[0]:.3f}-{lo_hi[1]:.3f})" if lo_hi[0] is not None else f"{v:.3f}"
+
+def _calibration_md(rep:dict)->list:
+    "report.md's sections on operating points, calibration and a transferred threshold."
+    op, cal, tr = rep['operating_points'], rep['calibration'], rep.get('threshold_transfer')
+    parts = ['## Operating points', '', f"Sensitivity at fixed specificity, {op['level']:.0%} bootstrap intervals ({op['n_boot']} resamples, "
+             f"{op['resampling']}, seed {op['seed']}).", '',
+             _md_table(['operating point', 'threshold', 'sensitivity', 'specificity'],
+                       [(k, f"{v['threshold']:.4g}", _ci(v['sensitivity'], v['sensitivity_ci']), f"{v['specificity']:.3f}")
+                        for k,v in op['points'].items()]), '',
+             '## Calibration', '', f"Expected calibration error {cal['ece']:.4f} ({cal['n_bins']} equal-width bins; reliability.png).", '']
+    if tr: parts += ['## Threshold from another set', '', f"Threshold {tr['threshold']:.4g}, the {tr['operating_point']} operating point of "
+                     f"{tr['source']} (there: sensitivity {tr['source_sensitivity']:.3f}, specificity {tr['source_specificity']:.3f}).", '',
+                     _md_table(['here', 'value'], [('sensitivity', _ci(tr['sensitivity'], tr['sensitivity_ci'])),
+                                                   ('specificity', _ci(tr['specificity'], tr['specificity_ci']))]), '']
+    return parts
+
 def report_md(rep:dict, # the dict `evaluate_preds` writes to report.json
               pngs:list, # file names of the figures beside report.md
              )->str:
@@ -159,6 +177,7 @@ def report_md(rep:dict, # the dict `evaluate_preds` writes to report.json
              _md_table(['class', 'precision', 'recall', 'f1-score', 'support'],
                        [(k, *(_fmt(v[c]) for c in ('precision', 'recall', 'f1-score')), int(v['support']))
                         for k,v in cr.items() if isinstance(v, dict)]), '']
+    if 'operating_points' in rep: parts += _calibration_md(rep)
     if extra: parts += ['## Run', '', _md_table(['key', 'value'], [(k, v) for k,v in extra.items()]), '']
     parts += ['## Figures', ''] + [f'![{Path(p).stem}]({p})' for p in pngs]
     return '\n'.join(parts)+'\n'
@@ -170,8 +189,11 @@ def evaluate_preds(y, # true labels, 0/1
                    ids=None, # names of the items, for errors.png and the error lists
                    threshold:float=0.5, # probability at or above which we call tumour
                    extra:dict|None=None, # run details to record (model, data, tta, sample size, ...)
+                   transfer:dict|None=None, # an earlier report's operating point (`calibration.saved_threshold`) to apply here
+                   n_boot:int=1000, # bootstrap resamples for the intervals
+                   seed:int=0, # fixes them
                   )->dict:
-    "Write report.json, report.md, roc.png, confusion.png (and errors.png given `imgs`) to `out_dir`; return the report."
+    "Write report.json, report.md, roc.png, confusion.png, reliability.png (and errors.png given `imgs`) to `out_dir`; return the report."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     rep = metrics_report(y, probs, threshold)
     y, probs = _check_preds(y, probs)
@@ -179,8 +201,11 @@ def evaluate_preds(y, # true labels, 0/1
     fp, fn = top_errors(y, probs, threshold, k=20)
     rep['top_false_positives'] = [dict(id=names[i], prob=float(probs[i])) for i in fp]
     rep['top_false_negatives'] = [dict(id=names[i], prob=float(probs[i])) for i in fn]
-    plot_roc(y, probs, out/'roc.png'); plot_confusion(rep['confusion_matrix'], out/'confusion.png')
-    pngs = ['roc.png', 'confusion.png']
+    rep['operating_points'] = operating_points(y, probs, n_boot=n_boot, seed=seed)
+    rep['calibration'] = dict(ece=expected_calibration_error(y, probs), n_bins=10, bins=calibration_bins(y, probs))
+    if transfer: rep['threshold_transfer'] = {**transfer, **apply_threshold(y, probs, transfer['threshold'], n_boot=n_boot, seed=seed)}
+    plot_roc(y, probs, out/'roc.png'); plot_confusion(rep['confusion_matrix'], out/'confusion.png'); plot_reliability(y, probs, out/'reliability.png')
+    pngs = ['roc.png', 'confusion.png', 'reliability.png']
     if imgs is not None: plot_errors(imgs, y, probs, out/'errors.png', ids=ids, threshold=threshold); pngs.append('errors.png')
     rep = _py({**rep, 'extra': extra or {}, 'figures': pngs})
     with atomic_write(out/'report.md') as f: f.write(report_md(rep, pngs))

@@ -6,15 +6,18 @@ Docs: https://histo-lib.github.io/histo_lib/regions.html.md"""
 
 # %% ../nbs/10b_regions.ipynb #10b-regions-02
 from __future__ import annotations
+import json
 from pathlib import Path
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from .core import atomic_path, require
+from .core import atomic_path, atomic_write, require, default_mpp
 
 # %% auto #0
-__all__ = ['mask_rings', 'ring_area', 'tumour_regions', 'save_mask_png', 'plot_heatmap']
+__all__ = ['mask_rings', 'ring_area', 'smooth_heat', 'tumour_regions', 'tile_detections', 'write_geojson_lines', 'save_mask_png',
+           'plot_heatmap']
 
 # %% ../nbs/10b_regions.ipynb #10b-regions-25
 _right_turn = {(1,0):(0,1), (0,1):(-1,0), (-1,0):(0,-1), (0,-1):(1,0)}  # (dx,dy) -> its right turn, y pointing down
@@ -54,35 +57,75 @@ def ring_area(ring)->float:
     p = np.asarray(ring, np.float64)
     return float((p[:-1,0]*p[1:,1] - p[1:,0]*p[:-1,1]).sum()/2)
 
+# %% ../nbs/10b_regions.ipynb #10b-regions-26c
+def smooth_heat(heat:np.ndarray, # probability grid (rows, cols), NaN off tissue
+                sigma:float=1., # Gaussian sigma in grid cells; 0: no smoothing
+               )->np.ndarray:
+    "`heat` smoothed by a Gaussian over its tissue cells only (normalised convolution: glass neither gives nor takes); NaN stays NaN."
+    h = np.asarray(heat, np.float64)
+    if not sigma: return h.copy()
+    tissue = ~np.isnan(h)
+    num = ndimage.gaussian_filter(np.where(tissue, h, 0.), sigma, mode='constant', truncate=3.)
+    den = ndimage.gaussian_filter(tissue.astype(np.float64), sigma, mode='constant', truncate=3.)
+    return np.where(tissue, num/np.where(den>0, den, 1.), np.nan)
+
 # %% ../nbs/10b_regions.ipynb #10b-regions-28
+def _region_feature(k:int, rp, heat, plan:dict, slide_mpp, name:str, color)->dict:
+    "The `k`-th region's GeoJSON annotation, from skimage's `regionprops` of its connected tiles."
+    s, t = plan['stride_l0'], plan['tile_l0']
+    off = (t - s)/2  # grid cell k covers the stride-wide square centred on tile k's centre
+    r0, c0, r1, c1 = rp.bbox
+    rings = sorted(mask_rings(rp.image), key=ring_area, reverse=True)  # one exterior (4-connected component), then its holes
+    coords = [[[round(off + (c0+x)*s, 2), round(off + (r0+y)*s, 2)] for x,y in ring] for ring in rings]
+    probs = heat[rp.coords[:,0], rp.coords[:,1]]
+    area = float(rp.area*s*s)
+    props = dict(n_tiles=int(rp.area), area_px=area, area_um2=area*slide_mpp**2 if slide_mpp else None,
+                 mean_prob=float(np.nanmean(probs)), max_prob=float(np.nanmax(probs)))
+    return dict(type='Feature', id=f'region-{k}', geometry=dict(type='Polygon', coordinates=coords),
+                properties=dict(objectType='annotation', name=f'{name} region {k}',
+                                classification=dict(name=name, color=list(color)), isLocked=False, **props,
+                                measurements={k:v for k,v in props.items() if v is not None}))
+
 def tumour_regions(heat:np.ndarray, # probability grid (rows, cols), NaN off tissue
                    plan:dict, # the `read_plan` the grid was made with
-                   threshold:float=0.5, # tiles at or above it are tumour
+                   threshold:float=0.5, # tiles of the smoothed grid at or above it are tumour
                    slide_mpp:float|None=None, # microns per level-0 pixel, for areas in µm²
                    name:str='Tumor', # QuPath classification
                    color=(200, 0, 0), # its color
+                   smooth:float=0., # Gaussian sigma in grid cells (`smooth_heat`); 0: the raw grid
+                   min_area:float=0., # regions smaller than this many µm² are dropped
+                   unknown_mpp:float=default_mpp, # µm per level-0 px assumed for `min_area` when `slide_mpp` is None
                   )->dict:
-    "A GeoJSON FeatureCollection (level-0 pixels, as QuPath imports it) of the connected tumour regions of `heat`."
+    "A GeoJSON FeatureCollection (level-0 pixels, as QuPath imports it) of the connected tumour regions of `heat`, smoothed, of at least `min_area` µm²."
     measure = require('skimage.measure', 'slide', 'Tumour regions')
-    pos = np.nan_to_num(heat, nan=-1.)>=threshold
+    pos = np.nan_to_num(smooth_heat(heat, smooth), nan=-1.)>=threshold
     lab = measure.label(pos, connectivity=1)
-    s, t = plan['stride_l0'], plan['tile_l0']
-    off = (t - s)/2  # grid cell k covers the stride-wide square centred on tile k's centre
+    cell_um2 = plan['stride_l0']**2*(slide_mpp or unknown_mpp)**2
+    rps = [rp for rp in measure.regionprops(lab) if rp.area*cell_um2>=min_area]
+    return dict(type='FeatureCollection', features=[_region_feature(k+1, rp, heat, plan, slide_mpp, name, color)
+                                                    for k,rp in enumerate(rps)])
+
+# %% ../nbs/10b_regions.ipynb #10b-regions-29d
+def tile_detections(x, y, w, h, # tiles' level-0 top-left corners and sizes (columns of tiles.csv)
+                    prob, # their tumour probabilities
+                   )->dict:
+    "A GeoJSON FeatureCollection of every tile as a QuPath detection: its square in level-0 pixels, `prob` (6 digits, as tiles.csv) under `measurements`."
     feats = []
-    for rp in measure.regionprops(lab):
-        r0, c0, r1, c1 = rp.bbox
-        rings = mask_rings(rp.image)
-        rings.sort(key=ring_area, reverse=True)  # one exterior (4-connected component), then its holes
-        coords = [[[round(off + (c0+x)*s, 2), round(off + (r0+y)*s, 2)] for x,y in ring] for ring in rings]
-        probs = heat[rp.coords[:,0], rp.coords[:,1]]
-        area = float(rp.area*s*s)
-        props = dict(n_tiles=int(rp.area), area_px=area, area_um2=area*slide_mpp**2 if slide_mpp else None,
-                     mean_prob=float(probs.mean()), max_prob=float(probs.max()))
-        feats.append(dict(type='Feature', id=f'region-{len(feats)+1}', geometry=dict(type='Polygon', coordinates=coords),
-                          properties=dict(objectType='annotation', name=f'{name} region {len(feats)+1}',
-                                          classification=dict(name=name, color=list(color)), isLocked=False, **props,
-                                          measurements={k:v for k,v in props.items() if v is not None})))
+    for x0,y0,w0,h0,p in zip(*(a.tolist() for a in np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (x, y, w, h, prob))))):
+        x1, y1 = round(x0+w0, 2), round(y0+h0, 2); x0, y0 = round(x0, 2), round(y0, 2)
+        feats.append(dict(type='Feature', geometry=dict(type='Polygon', coordinates=[[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]),
+                          properties=dict(objectType='detection', measurements=dict(prob=float(f'{p:.6g}')))))
     return dict(type='FeatureCollection', features=feats)
+
+def write_geojson_lines(fc:dict, # a GeoJSON FeatureCollection
+                        fn:str|Path, # the file to (re)place
+                       )->Path:
+    "Write `fc` compactly, one feature per line (small and still readable), atomically."
+    with atomic_write(fn) as f:
+        f.write('{"type": "FeatureCollection", "features": [\n')
+        f.write(',\n'.join(json.dumps(o, separators=(',', ':')) for o in fc['features']))
+        f.write('\n]}\n')
+    return Path(fn)
 
 # %% ../nbs/10b_regions.ipynb #10b-regions-31
 def _save_png(fig:Figure, fn:Path, dpi:int=100):

@@ -16,7 +16,7 @@ from .models import model_json
 from .infer import Predictor, ensemble
 from .wsi import (SlideWarning, Slide, slide_name, slide_exts, slide_reader_names, check_mpp, quiet_tifffile,
                            read_plan, tissue_mask, tile_grid, tissue_fraction, read_tiles)
-from .regions import tumour_regions, save_mask_png, plot_heatmap
+from .regions import tumour_regions, tile_detections, write_geojson_lines, save_mask_png, plot_heatmap
 
 # %% auto #0
 __all__ = ['check_models', 'predict_slide', 'split_runs', 'find_slides', 'predict_slides']
@@ -37,6 +37,73 @@ def _model_names(predictor)->list[str]:
     "How slide.json names each of `predictor`'s models."
     return [str(c.get('run_dir') or c.get('source') or f"{c.get('arch')} (in memory)") for c in predictor.cfgs]
 
+def _warn_resolution(slide:Slide, plan:dict, tile:int, model_mpp:float):
+    "A `SlideWarning` when the slide has no MPP or is coarser than the model."
+    if plan['how']=='level 0 (no MPP)':
+        warnings.warn(f"{slide.path}: no MPP in the slide's metadata; reading level 0 as it is (give --mpp, the scan's microns per pixel, or --level).", SlideWarning)
+    elif plan['read_px']<tile*0.95:
+        warnings.warn(f"{slide.path}: the slide ({slide.mpp:.3g} µm/px) is coarser than the model ({model_mpp:.3g} µm/px): tiles are upsampled {tile/plan['read_px']:.2f}x.", SlideWarning)
+
+def _find_tissue(slide:Slide, plan:dict, min_tissue:float, thumb_side:int)->dict:
+    "The thumbnail, tissue mask and tile grid of `slide`, and the grid cells (`rr`, `cc`) with enough tissue to predict."
+    W, H = slide.dims[0]
+    # a thumbnail fine enough for about 4 mask pixels across a tile, at most 8192 px
+    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/plan['tile_l0']), thumb_side, 8192)))
+    side = plan['tile_l0']/mpx  # a tile's side in mask pixels
+    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
+    xs, ys = tile_grid(W, H, plan)
+    frac = tissue_fraction(mask, mpx, xs, ys, plan['tile_l0'])
+    rr, cc = np.nonzero(frac>=min_tissue)
+    return dict(thumb=thumb, mpx=mpx, mask=mask, thr=thr, xs=xs, ys=ys, frac=frac, rr=rr, cc=cc, min_tissue=min_tissue)
+
+def _predict_tiles(predictor, slide:Slide, plan:dict, txs, tys, mode:str)->np.ndarray:
+    "Tiles at level-0 corners (`txs`, `tys`) streamed through `predictor` in batches: per-model probabilities, ensembled over the whole slide."
+    res = np.empty((len(predictor.models), len(txs)), np.float64)
+    bs = predictor.bs
+    batches = prefetch_map(lambda s: read_tiles(slide, plan, txs[s:s+bs], tys[s:s+bs]), range(0, len(txs), bs))
+    if mode=='bar' and len(txs)>bs: batches = progress_bar(batches, total=-(-len(txs)//bs), leave=False)
+    s = 0
+    for x in batches: res[:, s:s+len(x)] = predictor.predict_each(x, progress=False); s += len(x)
+    return ensemble(res, predictor.ensemble) if len(txs) else np.zeros(0)
+
+def _write_outputs(out:Path, slide:Slide, plan:dict, t:dict, probs:np.ndarray, threshold:float, smooth:float,
+                   min_area:float, model_mpp:float)->tuple[np.ndarray, dict]:
+    "Every file but slide.json, each written atomically; the probability grid and the regions."
+    rr, cc = t['rr'], t['cc']
+    heat = np.full(t['frac'].shape, np.nan, np.float32); heat[rr, cc] = probs
+    out.mkdir(parents=True, exist_ok=True)
+    wh = int(round(plan['tile_l0']))
+    df = pd.DataFrame(dict(x=t['xs'][cc], y=t['ys'][rr], w=wh, h=wh, prob=probs, row=rr, col=cc, tissue=t['frac'][rr, cc].round(4)))
+    with atomic_write(out/'tiles.csv', newline='') as f: df.to_csv(f, index=False, float_format='%.6g')
+    with atomic_write(out/'heatmap.npy', 'wb') as f: np.save(f, heat)
+    save_mask_png(t['mask'], out/'mask.png')
+    regions = tumour_regions(heat, plan, threshold, slide.mpp, smooth=smooth, min_area=min_area, unknown_mpp=model_mpp)
+    write_json(regions, out/'regions.geojson')
+    write_geojson_lines(tile_detections(df.x, df.y, df.w, df.h, df.prob), out/'detections.geojson')
+    plot_heatmap(t['thumb'], t['mpx'], heat, plan, out/'heatmap.png', regions, title=f"{slide.name}: {len(rr)} tissue tiles, max P {probs.max() if len(probs) else float('nan'):.3f}")
+    return heat, regions
+
+# %% ../nbs/10c_slide.ipynb #10c-slide-33b
+def _slide_info(slide:Slide, plan:dict, t:dict, probs:np.ndarray, regions:dict, predictor, runs, model_mpp:float,
+                threshold:float, smooth:float, min_area:float, tm:dict)->dict:
+    "What slide.json records of one predicted slide."
+    q = (lambda p: float(np.percentile(probs, p))) if len(probs) else (lambda p: None)
+    n, frac = len(probs), t['frac']
+    return dict(slide=str(slide.path), name=slide.name, reader=slide.reader, size_l0=list(slide.dims[0]), levels=len(slide.dims),
+                level_downsamples=slide.downsamples, slide_mpp=slide.mpp, mpp_source=slide.mpp_source, model_mpp=model_mpp,
+                level=plan['level'], level_downsample=plan['downsample'], read_mpp=plan['mpp'], resolution=plan['how'],
+                tile=plan['tile'], stride=plan['stride'], tile_l0=plan['tile_l0'], stride_l0=plan['stride_l0'],
+                grid=list(frac.shape), n_grid=int(frac.size), n_tissue=n, n_glass=int(frac.size-n),
+                n_tumour=int((probs>=threshold).sum()), n_regions=len(regions['features']), threshold=threshold,
+                regions=dict(smooth=dict(method='gaussian over tissue tiles (normalised convolution)', sigma_cells=smooth),
+                             min_area_um2=min_area, area_mpp=slide.mpp or model_mpp),
+                score=dict(max=q(100), p99=q(99), p95=q(95), mean=float(probs.mean()) if n else None),
+                tissue=dict(mask_px=t['mpx'], saturation_threshold=t['thr'], min_tissue=t['min_tissue'], share=float(t['mask'].mean())),
+                models=runs or _model_names(predictor), tta=predictor.tta, ensemble=predictor.ensemble,
+                backend=[type(m).__name__ for m in predictor.models], timings={k:round(v, 3) for k,v in tm.items()},
+                tiles_per_s=round(n/tm['predict_s'], 1) if tm['predict_s']>0 else None,
+                histo_version=histo_lib.__version__, finished=time.strftime('%Y-%m-%dT%H:%M:%S'))
+
 def predict_slide(predictor, # a `histo_lib.infer.Predictor` (its TTA, backend and ensemble apply)
                   slide:Slide, # an open slide
                   out:str|Path, # the slide's output folder
@@ -48,63 +115,25 @@ def predict_slide(predictor, # a `histo_lib.infer.Predictor` (its TTA, backend a
                   thumb_side:int=2048, # the thumbnail's longest side, at least (the tissue mask's resolution)
                   progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
                   runs:list|None=None, # names of the models, for slide.json
+                  smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
+                  min_area:float=10_000., # regions smaller than this many µm² are dropped (one 96-px tile at 0.972 µm/px: 8,709 µm²)
                  )->dict:
-    "Predict every tissue tile of `slide` and write tiles.csv, heatmap.npy/png, mask.png, regions.geojson and slide.json in `out`."
+    "Predict every tissue tile of `slide` and write tiles.csv, heatmap.npy/png, mask.png, regions.geojson, detections.geojson and slide.json in `out`."
     t0, out = time.time(), Path(out); tm = {}
     tile, model_mpp = check_models(predictor.cfgs, tile)
     mode = progress_mode() if progress else 'none'
     plan = read_plan(slide.downsamples, slide.mpp, model_mpp, tile, stride, level)
-    if plan['how']=='level 0 (no MPP)':
-        warnings.warn(f"{slide.path}: no MPP in the slide's metadata; reading level 0 as it is (give --mpp, the scan's microns per pixel, or --level).", SlideWarning)
-    elif plan['read_px']<tile*0.95:
-        warnings.warn(f"{slide.path}: the slide ({slide.mpp:.3g} µm/px) is coarser than the model ({model_mpp:.3g} µm/px): tiles are upsampled {tile/plan['read_px']:.2f}x.", SlideWarning)
-    W, H = slide.dims[0]
-    # tissue: a thumbnail fine enough for about 4 mask pixels across a tile, at most 8192 px
-    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/plan['tile_l0']), thumb_side, 8192)))
-    side = plan['tile_l0']/mpx  # a tile's side in mask pixels
-    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
-    xs, ys = tile_grid(W, H, plan)
-    frac = tissue_fraction(mask, mpx, xs, ys, plan['tile_l0'])
-    rr, cc = np.nonzero(frac>=min_tissue)
-    tm['tissue_s'] = time.time()-t0; t1 = time.time()
-    if mode=='line': print(f"{slide.name}: {len(rr)} tissue tiles of {frac.size} ({tm['tissue_s']:.1f} s)", flush=True)
-    # predict, streamed: per-model probabilities of each batch, ensembled over the whole slide at the end
-    txs, tys = xs[cc], ys[rr]
-    res = np.empty((len(predictor.models), len(rr)), np.float64)
-    bs = predictor.bs
-    batches = prefetch_map(lambda s: read_tiles(slide, plan, txs[s:s+bs], tys[s:s+bs]), range(0, len(rr), bs))
-    if mode=='bar' and len(rr)>bs: batches = progress_bar(batches, total=-(-len(rr)//bs), leave=False)
-    s = 0
-    for x in batches: res[:, s:s+len(x)] = predictor.predict_each(x, progress=False); s += len(x)
-    probs = ensemble(res, predictor.ensemble) if len(rr) else np.zeros(0)
-    tm['predict_s'] = time.time()-t1; t2 = time.time()
-    if mode=='line' and len(rr): print(f"{slide.name}: predicted {len(rr)} tiles ({tm['predict_s']:.1f} s)", flush=True)
-    heat = np.full(frac.shape, np.nan, np.float32); heat[rr, cc] = probs
-    # outputs, each written atomically; slide.json last, so its presence means the slide is finished
-    out.mkdir(parents=True, exist_ok=True)
-    wh = int(round(plan['tile_l0']))
-    df = pd.DataFrame(dict(x=txs, y=tys, w=wh, h=wh, prob=probs, row=rr, col=cc, tissue=frac[rr, cc].round(4)))
-    with atomic_write(out/'tiles.csv', newline='') as f: df.to_csv(f, index=False, float_format='%.6g')
-    with atomic_write(out/'heatmap.npy', 'wb') as f: np.save(f, heat)
-    save_mask_png(mask, out/'mask.png')
-    regions = tumour_regions(heat, plan, threshold, slide.mpp)
-    write_json(regions, out/'regions.geojson')
-    plot_heatmap(thumb, mpx, heat, plan, out/'heatmap.png', regions, title=f"{slide.name}: {len(rr)} tissue tiles, max P {probs.max() if len(probs) else float('nan'):.3f}")
+    _warn_resolution(slide, plan, tile, model_mpp)
+    t = _find_tissue(slide, plan, min_tissue, thumb_side)
+    n, tm['tissue_s'], t1 = len(t['rr']), time.time()-t0, time.time()
+    if mode=='line': print(f"{slide.name}: {n} tissue tiles of {t['frac'].size} ({tm['tissue_s']:.1f} s)", flush=True)
+    probs = _predict_tiles(predictor, slide, plan, t['xs'][t['cc']], t['ys'][t['rr']], mode)
+    tm['predict_s'], t2 = time.time()-t1, time.time()
+    if mode=='line' and n: print(f"{slide.name}: predicted {n} tiles ({tm['predict_s']:.1f} s)", flush=True)
+    heat, regions = _write_outputs(out, slide, plan, t, probs, threshold, smooth, min_area, model_mpp)
     tm['write_s'] = time.time()-t2; tm['total_s'] = time.time()-t0
-    q = (lambda p: float(np.percentile(probs, p))) if len(probs) else (lambda p: None)
-    info = dict(slide=str(slide.path), name=slide.name, reader=slide.reader, size_l0=[W, H], levels=len(slide.dims),
-                level_downsamples=slide.downsamples, slide_mpp=slide.mpp, mpp_source=slide.mpp_source, model_mpp=model_mpp,
-                level=plan['level'], level_downsample=plan['downsample'], read_mpp=plan['mpp'], resolution=plan['how'],
-                tile=plan['tile'], stride=plan['stride'], tile_l0=plan['tile_l0'], stride_l0=plan['stride_l0'],
-                grid=[len(ys), len(xs)], n_grid=int(frac.size), n_tissue=int(len(rr)), n_glass=int(frac.size-len(rr)),
-                n_tumour=int((probs>=threshold).sum()), n_regions=len(regions['features']), threshold=threshold,
-                score=dict(max=q(100), p99=q(99), p95=q(95), mean=float(probs.mean()) if len(probs) else None),
-                tissue=dict(mask_px=mpx, saturation_threshold=thr, min_tissue=min_tissue, share=float(mask.mean())),
-                models=runs or _model_names(predictor), tta=predictor.tta, ensemble=predictor.ensemble,
-                backend=[type(m).__name__ for m in predictor.models], timings={k:round(v, 3) for k,v in tm.items()},
-                tiles_per_s=round(len(rr)/tm['predict_s'], 1) if tm['predict_s']>0 else None,
-                histo_version=histo_lib.__version__, finished=time.strftime('%Y-%m-%dT%H:%M:%S'))
-    write_json(info, out/'slide.json')
+    info = _slide_info(slide, plan, t, probs, regions, predictor, runs, model_mpp, threshold, smooth, min_area, tm)
+    write_json(info, out/'slide.json')  # last: its presence means the slide is finished
     return info
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-35
@@ -135,6 +164,17 @@ def find_slides(paths, # slide files and folders of slides
     return res
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-36
+def _split_done(paths:list, out:Path, overwrite:bool)->tuple[list, list]:
+    "The slides still to predict, and a 'skipped' entry (said in one line) for each one finished in `out` unless `overwrite`."
+    todo, res = [], []
+    for p in paths:
+        fin = out/slide_name(p)/'slide.json'
+        if fin.is_file() and not overwrite:
+            print(f"{p}: already done in {fin.parent} (pass --overwrite to redo it).")
+            res.append(dict(slide=str(p), name=slide_name(p), status='skipped', out=str(fin.parent)))
+        else: todo.append(p)
+    return todo, res
+
 def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(model, cfg)` pairs
                    slides, # slide files and folders of slides
                    out:str|Path, # one folder per slide is made in it, named after the slide
@@ -152,20 +192,17 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
                    progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
                    device=None, # where the models run; None: cuda if available, else cpu
                    min_tissue:float=0.1, # least tissue share of a tile that is predicted
+                   smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
+                   min_area:float=10_000., # regions smaller than this many µm² are dropped
                   )->list[dict]:
     "Predict each slide into `out/<name>/`; finished slides are skipped, and a slide that fails is reported in one line while the others run."
     if level is not None and mpp is not None: raise HistoError("Give --level or --mpp, not both.")
+    if smooth<0 or min_area<0: raise HistoError(f"--smooth and --min-area must be 0 or more, got {smooth} and {min_area}.")
     check_mpp(mpp)
     out, paths = Path(out), find_slides(slides)
     if out.exists() and not out.is_dir(): raise HistoError(f"{out} is a file; --out must be a folder.")
     slide_reader_names(reader)  # fails now, in one line, when the extra is missing
-    todo, res = [], []
-    for p in paths:
-        fin = out/slide_name(p)/'slide.json'
-        if fin.is_file() and not overwrite:
-            print(f"{p}: already done in {fin.parent} (pass --overwrite to redo it).")
-            res.append(dict(slide=str(p), name=slide_name(p), status='skipped', out=str(fin.parent)))
-        else: todo.append(p)
+    todo, res = _split_done(paths, out, overwrite)
     if not todo: return res
     predictor = Predictor(run_dirs, tta=tta, bs=bs, ensemble=ensemble, device=device, backend=backend)
     check_models(predictor.cfgs, tile)  # before any slide is read
@@ -174,7 +211,8 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
         try:
             with quiet_tifffile(), Slide(p, reader, mpp) as s, warnings.catch_warnings():
                 warnings.simplefilter('always', SlideWarning)
-                info = predict_slide(predictor, s, out/s.name, tile, stride, level, threshold, min_tissue, progress=progress, runs=runs)
+                info = predict_slide(predictor, s, out/s.name, tile, stride, level, threshold, min_tissue, progress=progress, runs=runs,
+                                     smooth=smooth, min_area=min_area)
             sc = info['score']
             score = f"max P {sc['max']:.3f}, {info['n_regions']} regions" if info['n_tissue'] else 'no tissue found'
             print(f"{p}: {info['n_tissue']} tissue tiles of {info['n_grid']} (level {info['level']}), {score}, "

@@ -87,6 +87,32 @@ def test_evaluate_report(work, run_dir, kaggle_data, tmp_path):
     rep = json.loads((tmp_path/'rep30'/'report.json').read_text())
     assert rep['n']==30 and rep['extra']['sample']==30 and sum(map(sum, rep['confusion_matrix']))==30
 
+def test_evaluate_operating_points_and_threshold_transfer(work, run_dir, kaggle_data, tmp_path):
+    "The report holds operating points, ECE and reliability.png; a threshold chosen on one set, applied to another, is the one used there and reported."
+    histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'valid', '--split', 'train', '--sample', 60, '--tta', 'none', cwd=work)
+    src = json.loads((tmp_path/'valid'/'report.json').read_text())
+    pts = src['operating_points']['points']
+    assert list(pts) == ['spec90', 'spec95', 'spec99'] and src['operating_points']['n_boot'] == 1000
+    for v in pts.values():
+        assert v['specificity'] >= v['target_specificity'] and v['sensitivity_ci'][0] <= v['sensitivity'] <= v['sensitivity_ci'][1]
+    assert 0 <= src['calibration']['ece'] <= 1 and sum(src['calibration']['bins']['count']) == 60
+    assert (tmp_path/'valid'/'reliability.png').read_bytes()[:4] == b'\x89PNG' and 'spec95' in (tmp_path/'valid'/'report.md').read_text()
+    # the spec90 threshold of that report, applied to the test set: the confusion matrix uses it, the report says where it came from
+    r = histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'test', '--tta', 'none', '--threshold-from', tmp_path/'valid'/'report.json',
+              '--operating-point', 'spec90', cwd=work)
+    rep = json.loads((tmp_path/'test'/'report.json').read_text())
+    t = rep['threshold_transfer']
+    assert rep['threshold'] == t['threshold'] == pts['spec90']['threshold'] and t['operating_point'] == 'spec90'
+    assert t['source'] == str(tmp_path/'valid'/'report.json') and t['source_sensitivity'] == pts['spec90']['sensitivity']
+    (tn, fp), (fn, tp) = rep['confusion_matrix']
+    assert (t['sensitivity'], t['specificity']) == (pytest.approx(tp/(tp+fn)), pytest.approx(tn/(tn+fp)))
+    assert 'spec90 of' in r.stdout and '## Threshold from another set' in (tmp_path/'test'/'report.md').read_text()
+    # mistakes are one line each, before any prediction
+    one_line(histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'x', '--threshold', 0.3, '--threshold-from', tmp_path/'valid', ok=False), 'not both')
+    one_line(histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'x', '--threshold-from', tmp_path/'valid', '--operating-point', 'spec97', ok=False),
+             "no operating point 'spec97'", 'spec90, spec95, spec99')
+    one_line(histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'x', '--operating-point', 'spec95', ok=False), '--threshold-from')
+
 def test_info(kaggle_data):
     s = json.loads(histo('info', kaggle_data, '--json').stdout)
     assert s['layout']=='kaggle' and s['splits']['train']['n']==240 and s['splits']['test']['n']==48

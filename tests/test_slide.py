@@ -10,7 +10,9 @@ from histo_lib.core import HistoError
 from histo_lib.synth import synth_slide, write_slide
 from histo_lib.wsi import Slide, SlideWarning, read_plan, tile_grid, read_tiles
 from histo_lib.slide import predict_slides, split_runs, find_slides
-from conftest import histo_cmd
+from histo_lib.regions import smooth_heat
+from scipy import ndimage
+from conftest import histo_cmd, histo, one_line
 
 torch.set_num_threads(1)
 pytest.importorskip('openslide'); pytest.importorskip('tiffslide')
@@ -73,15 +75,17 @@ def test_synthetic_slide_openslide(run, slide, tmp_path):
     res = predict_slides(run, [fn], tmp_path, **Q)
     assert [r['status'] for r in res] == ['done'] and res[0]['reader'] == 'openslide'
     out = tmp_path/'case-01'
-    assert sorted(p.name for p in out.iterdir()) == ['heatmap.npy', 'heatmap.png', 'mask.png', 'regions.geojson', 'slide.json', 'tiles.csv']
+    assert sorted(p.name for p in out.iterdir()) == ['detections.geojson', 'heatmap.npy', 'heatmap.png', 'mask.png', 'regions.geojson', 'slide.json', 'tiles.csv']
     tiles, heat, info = check_outputs(out, m)
     assert (info['level'], info['slide_mpp'], info['mpp_source'], info['read_mpp']) == (0, pytest.approx(0.972), 'metadata', pytest.approx(0.972))
     assert info['models'] == [str(run)] and info['tta'] == 'none' and set(info['timings']) >= {'tissue_s', 'predict_s', 'total_s'}
-    # regions: QuPath annotations whose tiles are the thresholded, connected tumour tiles
+    # regions: QuPath annotations whose tiles are the connected tiles of the smoothed grid at >= 0.5, two tiles or more
     g = json.loads((out/'regions.geojson').read_text())
     assert g['type'] == 'FeatureCollection' and len(g['features']) == info['n_regions'] >= 1
-    pos = np.nan_to_num(heat, nan=0) >= 0.5
-    assert sum(f['properties']['n_tiles'] for f in g['features']) == pos.sum()
+    assert info['regions']['smooth']['sigma_cells'] == 1 and info['regions']['min_area_um2'] == 10_000
+    lab, n = ndimage.label(np.nan_to_num(smooth_heat(heat, 1.), nan=0) >= 0.5)
+    sizes = np.bincount(lab.ravel())[1:]
+    assert sorted(f['properties']['n_tiles'] for f in g['features']) == sorted(sizes[sizes >= 2])  # 10,000 µm²: 2 tiles of 8,709
     for f in g['features']:
         p = f['properties']
         assert p['objectType'] == 'annotation' and p['classification']['name'] == 'Tumor'
@@ -92,7 +96,8 @@ def test_synthetic_slide_openslide(run, slide, tmp_path):
     x0, y0 = np.asarray(big['geometry']['coordinates'][0]).min(0)//96
     x1, y1 = np.asarray(big['geometry']['coordinates'][0]).max(0)//96
     ell = np.argwhere(m[:, :9] == 1)
-    assert (y0, x0) <= tuple(ell.min(0)) and (y1, x1) >= tuple(ell.max(0) + 1) and x1 <= 9  # covers the ellipse, stops at glass
+    assert (ell.min(0) + 1 >= (y0, x0)).all() and ((y1, x1) >= ell.max(0)).all() and x1 <= 9  # covers the ellipse (smoothing may shave
+                                                                                              # a one-tile tip), stops at glass
     mask = np.asarray(Image.open(out/'mask.png'))
     assert mask.shape == (m.shape[0]*96, m.shape[1]*96) and set(np.unique(mask)) == {0, 255}
 
@@ -173,6 +178,29 @@ def test_histo_slide_to_a_log_prints_lines_not_bars(run, small, tmp_path):
     lines = log.decode().splitlines()
     assert any('small-01: 20 tissue tiles of 20' in l for l in lines) and any('small-01: predicted 20 tiles' in l for l in lines), log
     assert (tmp_path/'o'/'small-01'/'slide.json').is_file() and len(lines) <= 6, log
+
+def test_histo_slide_detections_min_area_and_smoothing(run, slide, tmp_path):
+    "`histo slide` writes every tissue tile as a QuPath detection carrying tiles.csv's prob; --min-area and --smooth shape the regions and slide.json records them."
+    fn, m = slide
+    histo('slide', run, fn, '--out', tmp_path/'d', '--tta', 'none', '--quiet')
+    out = tmp_path/'d'/'case-01'
+    tiles, det = pd.read_csv(out/'tiles.csv'), json.loads((out/'detections.geojson').read_text())
+    assert det['type'] == 'FeatureCollection' and len(det['features']) == len(tiles) > 0
+    for f, t in zip(det['features'], tiles.itertuples()):
+        assert f['type'] == 'Feature' and f['properties']['objectType'] == 'detection'
+        assert f['properties']['measurements'] == {'prob': pytest.approx(t.prob, rel=1e-5)}
+        ring = np.asarray(f['geometry']['coordinates'][0])
+        assert f['geometry']['type'] == 'Polygon' and (ring[0] == ring[-1]).all() and len(ring) == 5
+        assert (ring.min(0) == (t.x, t.y)).all() and (ring.max(0) == (t.x+t.w, t.y+t.h)).all()
+    # no smoothing and no minimum: the raw grid's connected tiles, single tiles included; a huge minimum: none
+    histo('slide', run, fn, '--out', tmp_path/'raw', '--tta', 'none', '--quiet', '--smooth', 0, '--min-area', 0)
+    info = json.loads((tmp_path/'raw'/'case-01'/'slide.json').read_text())
+    heat = np.load(tmp_path/'raw'/'case-01'/'heatmap.npy')
+    assert info['regions']['smooth']['sigma_cells'] == 0 and info['regions']['min_area_um2'] == 0
+    assert info['n_regions'] == ndimage.label(np.nan_to_num(heat, nan=0) >= 0.5)[1]
+    histo('slide', run, fn, '--out', tmp_path/'none', '--tta', 'none', '--quiet', '--min-area', 1e9)
+    assert json.loads((tmp_path/'none'/'case-01'/'slide.json').read_text())['n_regions'] == 0
+    one_line(histo('slide', run, fn, '--out', tmp_path/'x', '--min-area', -1, ok=False), 'must be 0 or more', '-1')
 
 def test_pcam_mosaic(pcam, tmp_path):
     "Real H&E: PCam validation patches in a mosaic are read back exactly at their tiles, and the tissue detector finds them."
