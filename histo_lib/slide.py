@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/slide.html.md"""
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-02
 from __future__ import annotations
-import sys, math, time, warnings
+import sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
@@ -15,7 +15,7 @@ from .core import HistoError, show_some, atomic_write, write_json, patch_size, d
 from .models import model_json
 from .infer import Predictor, ensemble
 from .wsi import (SlideWarning, Slide, slide_name, slide_exts, slide_reader_names, check_mpp, quiet_tifffile,
-                           read_plan, tissue_mask, tile_grid, tissue_fraction, read_tiles)
+                           read_plan, slide_tissue, tile_grid, tissue_fraction, read_tiles)
 from .regions import tumour_regions, save_mask_png, plot_heatmap
 
 # %% auto #0
@@ -59,10 +59,7 @@ def predict_slide(predictor, # a `histo_lib.infer.Predictor` (its TTA, backend a
     elif plan['read_px']<tile*0.95:
         warnings.warn(f"{slide.path}: the slide ({slide.mpp:.3g} µm/px) is coarser than the model ({model_mpp:.3g} µm/px): tiles are upsampled {tile/plan['read_px']:.2f}x.", SlideWarning)
     W, H = slide.dims[0]
-    # tissue: a thumbnail fine enough for about 4 mask pixels across a tile, at most 8192 px
-    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/plan['tile_l0']), thumb_side, 8192)))
-    side = plan['tile_l0']/mpx  # a tile's side in mask pixels
-    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
+    thumb, mpx, mask, thr = slide_tissue(slide, plan['tile_l0'], thumb_side)
     xs, ys = tile_grid(W, H, plan)
     frac = tissue_fraction(mask, mpx, xs, ys, plan['tile_l0'])
     rr, cc = np.nonzero(frac>=min_tissue)

@@ -16,7 +16,7 @@ from .core import HistoError, patch_size, default_mpp, box_mean, require
 # %% auto #0
 __all__ = ['slide_readers', 'slide_exts', 'slide_extra', 'SlideWarning', 'quiet_tifffile', 'tiff_damage', 'slide_reader_names',
            'check_mpp', 'mpp_from_properties', 'Slide', 'slide_name', 'read_plan', 'tissue_mask', 'tile_grid',
-           'tissue_fraction', 'read_tiles']
+           'tissue_fraction', 'slide_tissue', 'read_tiles']
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-05
 slide_readers = ('auto', 'openslide', 'tiffslide')  # the `reader` choices (`histo slide --reader`): 'auto' tries the others in order
@@ -250,6 +250,19 @@ def tissue_fraction(mask:np.ndarray, # tissue mask (True: tissue), `mpx` level-0
     x0, x1, nx = edges(xs, mask.shape[1]); y0, y1, ny = edges(ys, mask.shape[0])
     inside = sat[y1][:,x1] - sat[y0][:,x1] - sat[y1][:,x0] + sat[y0][:,x0]
     return inside/(ny[:,None]*nx[None,:])
+
+# %% ../nbs/10a_wsi.ipynb #10a-wsi-21c
+def slide_tissue(slide:Slide, # an open slide
+                 tile_l0:float, # a tile's side in level-0 pixels (`read_plan`'s `tile_l0`)
+                 thumb_side:int=2048, # the thumbnail's longest side, at least (the mask's resolution)
+                )->tuple[np.ndarray, float, np.ndarray, float]:
+    "`(thumb, mpx, mask, thr)`: the slide's thumbnail, its level-0 pixels per pixel, the tissue mask on it and the saturation threshold."
+    W, H = slide.dims[0]
+    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/tile_l0), thumb_side, 8192)))  # about 4 mask px across a tile, at most 8192 px
+    side = tile_l0/mpx  # a tile's side in mask pixels
+    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
+    return thumb, mpx, mask, thr
+
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-23
 def read_tiles(slide:Slide, plan:dict, # the slide and its `read_plan`
