@@ -14,12 +14,12 @@ import histo_lib
 from .core import HistoError, show_some, atomic_write, write_json, patch_size, default_mpp, prefetch_map, progress_mode
 from .models import model_json
 from .infer import Predictor, ensemble
-from .wsi import (SlideWarning, Slide, slide_name, slide_exts, slide_reader_names, check_mpp, quiet_tifffile,
+from .wsi import (SlideWarning, Slide, slide_name, find_slides, slide_reader_names, check_mpp, quiet_tifffile,
                            read_plan, slide_tissue, tile_grid, tissue_fraction, read_tiles)
 from .regions import tumour_regions, save_mask_png, plot_heatmap
 
 # %% auto #0
-__all__ = ['check_models', 'predict_slide', 'split_runs', 'find_slides', 'predict_slides']
+__all__ = ['check_models', 'predict_slide', 'split_runs', 'predict_slides']
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-03c
 def check_models(cfgs, # the models' configs (`infer.Predictor.cfgs`)
@@ -114,22 +114,6 @@ def split_runs(paths # command-line paths: run folders (or their model.json) fir
     if not rest: raise HistoError("No slides given: name slide files or folders of slides after the RUN_DIR(s).")
     return runs, rest
 
-def find_slides(paths, # slide files and folders of slides
-               )->list[Path]:
-    "The slides named by `paths`: files as given, folders expanded to the slide files directly in them (sorted)."
-    res = []
-    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in slide_exts and not f.name.startswith('.'))
-            if not found: raise HistoError(f"{p} holds no slides (looked for {', '.join(slide_exts)}).")
-            res += found
-        elif p.exists(): res.append(p)
-        else: raise HistoError(f"{p}: no such slide or folder.")
-    if not res: raise HistoError("No slides given.")
-    names = pd.Series([slide_name(p) for p in res])
-    dup = names[names.duplicated(keep=False)]
-    if len(dup): raise HistoError(f"Slides share output names: {show_some(sorted({f'{res[i]}' for i in dup.index}))}; rename one or run them into different --out folders.")
-    return res
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-36
 def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(model, cfg)` pairs

@@ -6,17 +6,17 @@ Docs: https://histo-lib.github.io/histo_lib/wsi.html.md"""
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-02
 from __future__ import annotations
-import math, importlib, logging, contextlib
+import math, importlib, logging, contextlib, collections
 from pathlib import Path
 import numpy as np
 from PIL import Image
 import tifffile
-from .core import HistoError, patch_size, default_mpp, box_mean, require
+from .core import HistoError, show_some, patch_size, default_mpp, box_mean, require
 
 # %% auto #0
 __all__ = ['slide_readers', 'slide_exts', 'slide_extra', 'SlideWarning', 'quiet_tifffile', 'tiff_damage', 'slide_reader_names',
-           'check_mpp', 'mpp_from_properties', 'Slide', 'slide_name', 'read_plan', 'tissue_mask', 'tile_grid',
-           'tissue_fraction', 'slide_tissue', 'read_tiles']
+           'check_mpp', 'mpp_from_properties', 'Slide', 'slide_name', 'find_slides', 'read_plan', 'tissue_mask',
+           'tile_grid', 'tissue_fraction', 'slide_tissue', 'read_tiles']
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-05
 slide_readers = ('auto', 'openslide', 'tiffslide')  # the `reader` choices (`histo slide --reader`): 'auto' tries the others in order
@@ -178,6 +178,25 @@ def slide_name(path:str|Path)->str:
     for ext in ('.ome.tiff', '.ome.tif', *slide_exts):
         if n.lower().endswith(ext): return n[:-len(ext)]
     return Path(n).stem
+
+# %% ../nbs/10a_wsi.ipynb #10a-wsi-13d
+def find_slides(paths, # slide files and folders of slides
+               )->list[Path]:
+    "The slides named by `paths`: files as given, folders expanded to the slide files directly in them (sorted)."
+    res = []
+    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in slide_exts and not f.name.startswith('.'))
+            if not found: raise HistoError(f"{p} holds no slides (looked for {', '.join(slide_exts)}).")
+            res += found
+        elif p.exists(): res.append(p)
+        else: raise HistoError(f"{p}: no such slide or folder.")
+    if not res: raise HistoError("No slides given.")
+    n = collections.Counter(slide_name(p) for p in res)
+    dup = sorted(str(p) for p in res if n[slide_name(p)]>1)
+    if dup: raise HistoError(f"Slides share output names: {show_some(dup)}; rename one or run them into different --out folders.")
+    return res
+
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-14
 def read_plan(downsamples, # the slide's level downsamples (level 0 first: 1.0)
