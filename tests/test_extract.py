@@ -1,6 +1,6 @@
 "`histo extract` end to end: synthetic slides outlined in GeoJSON and ASAP XML -> a Kaggle-layout set that `histo train --groups` reads."
 from __future__ import annotations
-import shutil
+import shutil, subprocess, sys
 import numpy as np, pandas as pd, pytest, tifffile
 from matplotlib.path import Path as MPath
 from histo_lib.synth import synth_slide
@@ -109,3 +109,14 @@ def test_extract_then_train(annotated, tmp_path):
     tiny_settings(tmp_path, "epochs = 1\nbs = 32\n")
     r = histo('train', d/'data', '--groups', d/'data'/'ids_to_slides.csv', '--out', tmp_path/'run', cwd=tmp_path)
     assert (tmp_path/'run'/'model.safetensors').is_file(), r.stdout
+
+def test_extract_without_the_slide_extra(annotated, tmp_path):
+    "A base install (no OpenSlide, tiffslide or scikit-image): one line naming the extra, before any folder is made."
+    d, _ = annotated
+    code = ("import sys\nfor m in ('openslide', 'tiffslide', 'skimage'): sys.modules[m] = None\n"
+            "from histo_lib.cli import main\nmain(sys.argv[1:])")
+    r = subprocess.run([sys.executable, '-c', code, 'extract', d/'slides', '--truth', d/'truth', '--out', tmp_path/'data'],
+                       capture_output=True, text=True, timeout=300)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.count('\n') == 0 and "pip install 'histo_lib[slide]'" in err, r
+    assert not (tmp_path/'data').exists() and 'torch' not in err
