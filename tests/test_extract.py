@@ -21,7 +21,7 @@ OUTLINES = {  # slide -> its annotations: a tumour disc, with an exclusion insid
     'case-01': [dict(cls='tumour', exterior=disc(430, 420, 230), holes=[], name='t1'),
                 dict(cls='exclusion', exterior=square(320, 320, 448, 448), holes=[], name='x1')],
     'case-02': [dict(cls='tumour', exterior=disc(600, 380, 170), holes=[], name='t2')],
-    'normal-01': [],
+    'a-normal': [],
 }
 
 def truth_map(polys, rows=8, cols=10):
@@ -41,7 +41,7 @@ def in_tumour(polys, x, y):
 
 @pytest.fixture(scope='module')
 def annotated(tmp_path_factory):
-    "Three 8x10-cell slides at 0.972 µm/px (lossless), case-01 outlined in GeoJSON, case-02 in ASAP XML, normal-01 without a file; extracted once."
+    "Three 8x10-cell slides at 0.972 µm/px (lossless), case-01 outlined in GeoJSON, case-02 in ASAP XML, a-normal without a file; extracted once."
     d = tmp_path_factory.mktemp('extract')
     (d/'slides').mkdir(); (d/'truth').mkdir()
     for k,(name, polys) in enumerate(OUTLINES.items()):
@@ -58,7 +58,7 @@ def test_extract_labels_pixels_balance(annotated):
     # balance: up to 30 of each class per slide; the normal slide (no annotation file) gives normal patches only
     counts = pt.groupby('slide')['label'].agg(['size', 'sum'])
     assert counts.loc['case-01'].tolist() == [60, 30] and counts.loc['case-02'].tolist() == [60, 30], counts
-    assert counts.loc['normal-01'].tolist() == [30, 0], counts
+    assert counts.loc['a-normal'].tolist() == [30, 0], counts
     # every label is the outlines' at the patch's centre, and its whole centre 32x32 agrees (partly tumour: skipped)
     for name, g in pt.groupby('slide'):
         polys = OUTLINES[name]
@@ -101,14 +101,19 @@ def test_extract_bad_annotation(annotated, tmp_path):
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and 'Traceback' not in r.stderr and len(err) == 2, r.stderr
     assert 'case-02.xml' in err[0] and '1 of 3 slides could not be extracted' in err[1], err
-    assert set(pd.read_csv(tmp_path/'data'/'patches.csv')['slide']) == {'case-01', 'normal-01'}
+    assert set(pd.read_csv(tmp_path/'data'/'patches.csv')['slide']) == {'case-01', 'a-normal'}
 
 def test_extract_then_train(annotated, tmp_path):
-    "`histo train DATA --groups DATA/ids_to_slides.csv` trains on it, whole slides held out (a tiny model, one epoch)."
+    """`histo train DATA --groups DATA/ids_to_slides.csv` trains on it, whole slides held out (a tiny model, one epoch); the seed's
+    first draw would hold out the normal slide alone (one class: no AUC), so the split takes the next one."""
     d, _ = annotated
     tiny_settings(tmp_path, "epochs = 1\nbs = 32\n")
     r = histo('train', d/'data', '--groups', d/'data'/'ids_to_slides.csv', '--out', tmp_path/'run', cwd=tmp_path)
     assert (tmp_path/'run'/'model.safetensors').is_file(), r.stdout
+    from sklearn.model_selection import GroupShuffleSplit
+    ids = pd.read_csv(d/'data'/'ids_to_slides.csv')
+    _, va = next(GroupShuffleSplit(1, test_size=0.2, random_state=42).split(ids, groups=ids['slide']))
+    assert set(ids['slide'].iloc[va]) == {'a-normal'}
 
 def test_extract_without_the_slide_extra(annotated, tmp_path):
     "A base install (no OpenSlide, tiffslide or scikit-image): one line naming the extra, before any folder is made."
