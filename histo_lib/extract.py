@@ -208,7 +208,7 @@ def _normal_or_polys(truth:Path, name:str)->tuple[list, str]:
     fn = find_annotation(truth, name)
     if fn is None: return [], 'no annotation: all normal'
     polys = read_annotations(fn)
-    return polys, f"{fn.name}: {sum(p['cls']=='tumour' for p in polys)} tumour polygons"
+    return polys, f"{fn.name}: {sum(p['cls']=='tumour' for p in polys)} tumour polygon(s)"
 
 def extract_slides(slides, # slide files and folders of slides
                    truth:str|Path, # folder of annotation files named after the slides
@@ -249,6 +249,6 @@ def extract_slides(slides, # slide files and folders of slides
             print(f"{msg if str(p) in msg or name in msg else f'{p}: {msg}'}".rstrip('.') + '; skipped.', file=sys.stderr)
             res.append(dict(slide=str(p), name=name, status='failed', error=msg))
     df = write_tables(out)
-    print(f"{out}: {len(df)} patches ({int(df['label'].sum())} tumour) from {df['slide'].nunique()} slides in train/, train_labels.csv, "
+    print(f"{out}: {len(df)} patches ({int(df['label'].sum())} tumour) from {df['slide'].nunique()} slide(s) in train/, train_labels.csv, "
           f"patches.csv, ids_to_slides.csv; train with `histo train {out} --groups {out/'ids_to_slides.csv'}`")
     return res

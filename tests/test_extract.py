@@ -75,7 +75,7 @@ def test_extract_labels_pixels_balance(annotated):
         with Slide(d/'slides'/f'{name}.tif') as s:
             for row in g.itertuples():
                 assert np.array_equal(tifffile.imread(data/'train'/f'{row.id}.tif'), s.read(0, row.x, row.y, 96, 96)), (name, row.id)
-    assert 'case-01.geojson: 1 tumour polygons' in r.stdout and 'no annotation: all normal' in r.stdout
+    assert 'case-01.geojson: 1 tumour polygon(s)' in r.stdout and 'no annotation: all normal' in r.stdout
 
 def test_extract_resumes(annotated, tmp_path):
     d, _ = annotated
