@@ -16,7 +16,8 @@ from .core import (HistoError, load_settings, show_some, set_threads, stratified
 # %% auto #0
 __all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
            'build_parser', 'infer_settings', 'slide_truth', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
-           'cmd_check_submission', 'cmd_slide', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain', 'main']
+           'cmd_check_submission', 'cmd_slide', 'cmd_extract', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain',
+           'main']
 
 # %% ../nbs/11_cli.ipynb #06-cli-005
 run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions `train.run_params` reads, in its order (found through `train`'s imports)
@@ -31,7 +32,7 @@ def flag_params()->dict:
     return res
 
 owned_choices = dict(tta=('transforms', 'tta_names'), backend=('infer', 'backends'), ensemble=('infer', 'ensemble_methods'),
-                     reader=('wsi', 'slide_readers'))  # flag -> (module, name) of the tuple that declares its choices
+                     reader=('wsi', 'slide_readers'), partial=('extract', 'partial_rules'))  # flag -> (module, name) of the tuple that declares its choices
 
 def choices(flag:str # a key of `owned_choices`
            )->tuple:
@@ -143,6 +144,17 @@ def _flags_evaluate_slides(p):
     p.add_argument('--score', default='max', choices=declared('camelyon', 'slide_stats'), help="the slide.json score that ranks slides (default: max)")
     p.add_argument('--radius', type=float, default=declared('camelyon', 'detect_radius_um'), help='NMS radius of lesion candidates in µm (default: %(default)g)')
 
+def _flags_extract(p):
+    p.add_argument('slides', nargs='+', metavar='SLIDE', help='slide files or folders of slides')
+    p.add_argument('--truth', required=True, help='folder of annotations named after the slides (QuPath .geojson/.json, ASAP .xml); a slide without one is all normal')
+    p.add_argument('--out', required=True, help='dataset folder (Kaggle layout) to make, or to resume')
+    p.add_argument('--per-slide', type=int, help='patches per slide at most: half tumour, half normal (default: 1000)')
+    p.add_argument('--tile', type=int, help="patch side in pixels at the patches' resolution (default: 96)"); p.add_argument('--stride', type=int, help='grid step, same units (default: 32)')
+    p.add_argument('--mpp', type=float, help="microns per pixel of the patches (default: PCam's 0.972); train with the same --mpp")
+    p.add_argument('--slide-mpp', type=float, help="the slides' microns per level-0 pixel, overriding their metadata")
+    p.add_argument('--partial', choices=choices('partial'), help='a centre 32x32 partly tumour is skipped (default), tumour (any: PCam) or tumour when half is (majority)')
+    p.add_argument('--seed', type=int); p.add_argument('--reader', default='auto', choices=choices('reader')); p.add_argument('--overwrite', action='store_true', help='start OUT again')
+
 command_help = {
     'synth': 'write the built-in synthetic dataset (Kaggle layout by default), or a test slide',
     'info': 'dataset summary: layout, sizes, class balance, outliers, duplicates',
@@ -153,8 +165,9 @@ command_help = {
     'check-submission': 'validate a submission CSV and name every problem',
     'explain': 'Grad-CAM heatmaps of patches as a PNG grid (the extras extra)',
     'evaluate-slides': "score histo slide's outputs against annotations as Camelyon16 did: slide AUC and lesion FROC",
+    'extract': 'a training set (Kaggle layout) from annotated slides (the slide extra)',
 }  # each command's one-line help, for `histo --help`
-_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides}
+_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides, 'extract': _flags_extract}
 
 def build_parser(cmd:str|None=None # make only this command's flags (all that `histo CMD ...` needs, and quicker); None: every command's
                 )->argparse.ArgumentParser:
@@ -306,6 +319,13 @@ def cmd_slide(a):
           f"TTA {s['tta']}, in {time.time()-t:.0f} s -> {a.out}")
     if n['failed']: raise HistoError(f"{n['failed']} of {len(res)} slides could not be read (each named above); the others are in {a.out}.")
 
+def cmd_extract(a):
+    from histo_lib.extract import extract_slides
+    kw = {k: v for k in ('per_slide', 'tile', 'stride', 'mpp', 'slide_mpp', 'partial', 'seed') if (v := getattr(a, k)) is not None}
+    res = extract_slides(a.slides, a.truth, a.out, reader=a.reader, overwrite=a.overwrite, **kw)
+    if n := sum(r['status']=='failed' for r in res): raise HistoError(f"{n} of {len(res)} slides could not be extracted (each named above); the others are in {a.out}.")
+
+
 # %% ../nbs/11_cli.ipynb #06-cli-010
 def _refit_seen(run_dir, # a run folder
                 ids, # the ids being evaluated
@@ -376,7 +396,7 @@ def cmd_explain(a):
 
 # %% ../nbs/11_cli.ipynb #06-cli-013
 commands = dict(synth=cmd_synth, info=cmd_info, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate,
-                explain=cmd_explain, slide=cmd_slide, **{'check-submission': cmd_check_submission, 'evaluate-slides': cmd_evaluate_slides})
+                explain=cmd_explain, slide=cmd_slide, extract=cmd_extract, **{'check-submission': cmd_check_submission, 'evaluate-slides': cmd_evaluate_slides})
 
 def main(argv:list|None=None # arguments (default: sys.argv[1:])
         )->int:

@@ -52,7 +52,10 @@ def split_items(df:pd.DataFrame, # labelled items
         if len(missing): raise HistoError(f"{len(missing)} ids have no slide in the groups file: {show_some(missing)}.")
         slide = g.loc[df['id']].values
         if len(set(slide))<2: raise HistoError("A grouped split needs at least two slides.")
-        tr, va = next(GroupShuffleSplit(n_splits=1, test_size=valid_pct, random_state=seed).split(idx, groups=slide))
+        split = lambda k: next(GroupShuffleSplit(n_splits=1, test_size=valid_pct, random_state=seed+k).split(idx, groups=slide))
+        y = df['label'].values
+        both = lambda s: all(len(set(y[i]))==2 for i in s)  # a side whose slides hold one class is useless (no AUC): the next seed's draw
+        tr, va = next((s for s in map(split, range(50)) if both(s)), None) or split(0)
         return np.sort(tr), np.sort(va)
     y = df['label'].values
     strat = y if min(np.bincount(y.astype(int)))>=2 else None

@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/slide.html.md"""
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-02
 from __future__ import annotations
-import sys, math, time, warnings
+import sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
@@ -14,12 +14,12 @@ import histo_lib
 from .core import HistoError, show_some, atomic_write, write_json, patch_size, default_mpp, prefetch_map, progress_mode
 from .models import model_json
 from .infer import Predictor, ensemble
-from .wsi import (SlideWarning, Slide, slide_name, slide_exts, slide_reader_names, check_mpp, quiet_tifffile,
-                           read_plan, tissue_mask, tile_grid, tissue_fraction, read_tiles)
+from .wsi import (SlideWarning, Slide, slide_name, find_slides, slide_reader_names, check_mpp, quiet_tifffile,
+                           read_plan, slide_tissue, tile_grid, tissue_fraction, read_tiles)
 from .regions import tumour_regions, tile_detections, write_geojson_lines, save_mask_png, plot_heatmap
 
 # %% auto #0
-__all__ = ['check_models', 'predict_slide', 'split_runs', 'find_slides', 'predict_slides']
+__all__ = ['check_models', 'predict_slide', 'split_runs', 'predict_slides']
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-03c
 def check_models(cfgs, # the models' configs (`infer.Predictor.cfgs`)
@@ -47,10 +47,7 @@ def _warn_resolution(slide:Slide, plan:dict, tile:int, model_mpp:float):
 def _find_tissue(slide:Slide, plan:dict, min_tissue:float, thumb_side:int)->dict:
     "The thumbnail, tissue mask and tile grid of `slide`, and the grid cells (`rr`, `cc`) with enough tissue to predict."
     W, H = slide.dims[0]
-    # a thumbnail fine enough for about 4 mask pixels across a tile, at most 8192 px
-    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/plan['tile_l0']), thumb_side, 8192)))
-    side = plan['tile_l0']/mpx  # a tile's side in mask pixels
-    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
+    thumb, mpx, mask, thr = slide_tissue(slide, plan['tile_l0'], thumb_side)
     xs, ys = tile_grid(W, H, plan)
     frac = tissue_fraction(mask, mpx, xs, ys, plan['tile_l0'])
     rr, cc = np.nonzero(frac>=min_tissue)
@@ -146,22 +143,6 @@ def split_runs(paths # command-line paths: run folders (or their model.json) fir
     if not rest: raise HistoError("No slides given: name slide files or folders of slides after the RUN_DIR(s).")
     return runs, rest
 
-def find_slides(paths, # slide files and folders of slides
-               )->list[Path]:
-    "The slides named by `paths`: files as given, folders expanded to the slide files directly in them (sorted)."
-    res = []
-    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in slide_exts and not f.name.startswith('.'))
-            if not found: raise HistoError(f"{p} holds no slides (looked for {', '.join(slide_exts)}).")
-            res += found
-        elif p.exists(): res.append(p)
-        else: raise HistoError(f"{p}: no such slide or folder.")
-    if not res: raise HistoError("No slides given.")
-    names = pd.Series([slide_name(p) for p in res])
-    dup = names[names.duplicated(keep=False)]
-    if len(dup): raise HistoError(f"Slides share output names: {show_some(sorted({f'{res[i]}' for i in dup.index}))}; rename one or run them into different --out folders.")
-    return res
 
 # %% ../nbs/10c_slide.ipynb #10c-slide-36
 def _split_done(paths:list, out:Path, overwrite:bool)->tuple[list, list]:

@@ -6,17 +6,17 @@ Docs: https://histo-lib.github.io/histo_lib/wsi.html.md"""
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-02
 from __future__ import annotations
-import math, importlib, logging, contextlib
+import math, importlib, logging, contextlib, collections
 from pathlib import Path
 import numpy as np
 from PIL import Image
 import tifffile
-from .core import HistoError, patch_size, default_mpp, box_mean, require
+from .core import HistoError, show_some, patch_size, default_mpp, box_mean, require
 
 # %% auto #0
 __all__ = ['slide_readers', 'slide_exts', 'slide_extra', 'SlideWarning', 'quiet_tifffile', 'tiff_damage', 'slide_reader_names',
-           'check_mpp', 'mpp_from_properties', 'Slide', 'slide_name', 'read_plan', 'tissue_mask', 'tile_grid',
-           'tissue_fraction', 'read_tiles']
+           'check_mpp', 'mpp_from_properties', 'Slide', 'slide_name', 'find_slides', 'read_plan', 'tissue_mask',
+           'tile_grid', 'tissue_fraction', 'slide_tissue', 'read_tiles']
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-05
 slide_readers = ('auto', 'openslide', 'tiffslide')  # the `reader` choices (`histo slide --reader`): 'auto' tries the others in order
@@ -179,6 +179,25 @@ def slide_name(path:str|Path)->str:
         if n.lower().endswith(ext): return n[:-len(ext)]
     return Path(n).stem
 
+# %% ../nbs/10a_wsi.ipynb #10a-wsi-13d
+def find_slides(paths, # slide files and folders of slides
+               )->list[Path]:
+    "The slides named by `paths`: files as given, folders expanded to the slide files directly in them (sorted)."
+    res = []
+    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in slide_exts and not f.name.startswith('.'))
+            if not found: raise HistoError(f"{p} holds no slides (looked for {', '.join(slide_exts)}).")
+            res += found
+        elif p.exists(): res.append(p)
+        else: raise HistoError(f"{p}: no such slide or folder.")
+    if not res: raise HistoError("No slides given.")
+    n = collections.Counter(slide_name(p) for p in res)
+    dup = sorted(str(p) for p in res if n[slide_name(p)]>1)
+    if dup: raise HistoError(f"Slides share output names: {show_some(dup)}; rename one or run them into different --out folders.")
+    return res
+
+
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-14
 def read_plan(downsamples, # the slide's level downsamples (level 0 first: 1.0)
               slide_mpp:float|None, # microns per level-0 pixel; None: unknown
@@ -250,6 +269,19 @@ def tissue_fraction(mask:np.ndarray, # tissue mask (True: tissue), `mpx` level-0
     x0, x1, nx = edges(xs, mask.shape[1]); y0, y1, ny = edges(ys, mask.shape[0])
     inside = sat[y1][:,x1] - sat[y0][:,x1] - sat[y1][:,x0] + sat[y0][:,x0]
     return inside/(ny[:,None]*nx[None,:])
+
+# %% ../nbs/10a_wsi.ipynb #10a-wsi-21c
+def slide_tissue(slide:Slide, # an open slide
+                 tile_l0:float, # a tile's side in level-0 pixels (`read_plan`'s `tile_l0`)
+                 thumb_side:int=2048, # the thumbnail's longest side, at least (the mask's resolution)
+                )->tuple[np.ndarray, float, np.ndarray, float]:
+    "`(thumb, mpx, mask, thr)`: the slide's thumbnail, its level-0 pixels per pixel, the tissue mask on it and the saturation threshold."
+    W, H = slide.dims[0]
+    thumb, mpx = slide.thumbnail(int(np.clip(math.ceil(max(W, H)*4/tile_l0), thumb_side, 8192)))  # about 4 mask px across a tile, at most 8192 px
+    side = tile_l0/mpx  # a tile's side in mask pixels
+    mask, thr = tissue_mask(thumb, min_object=int(side*side/64), max_hole=int(side*side/4), sigma=max(1., side/24))
+    return thumb, mpx, mask, thr
+
 
 # %% ../nbs/10a_wsi.ipynb #10a-wsi-23
 def read_tiles(slide:Slide, plan:dict, # the slide and its `read_plan`
