@@ -28,20 +28,20 @@ from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
 from fastai.imports import dispatch
 from fastai.vision.data import get_grid
-from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, suggest
+from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, check_values
 from .data import class_names, histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
-from .core import patch_size, bool_words
+from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact
 from .callbacks import *
 from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner', 'plot_top_losses', 'fit_run',
-           'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of',
-           'run_cfg', 'save_run', 'run_dls', 'load_run']
+__all__ = ['param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner',
+           'plot_top_losses', 'fit_run', 'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves',
+           'train', 'model_kwargs_of', 'run_cfg', 'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -208,38 +208,16 @@ def run_params()->dict:
             res[k] = dict(types=_types(hints[k]), default=p.default, doc=docs[k]['docment'], owner=f.__name__)
     return res
 
-def _convert(k:str, v, types:tuple, where:str):
-    "`v` (a value, or settings-file text) as one of `types`."
-    if not isinstance(v, str):
-        if float in types and isinstance(v, int) and not isinstance(v, bool): return float(v)
-        if isinstance(v, types): return v
-    else:
-        s = v.strip()
-        if type(None) in types and s.lower() in ('', 'none'): return None
-        if bool in types and s.lower() in bool_words: return bool_words[s.lower()]
-        for t in (int, float, str):
-            if t in types:
-                with contextlib.suppress(ValueError): return t(s)
-    raise HistoError(f"{where}: {k} = {v!r} is not {' or '.join(t.__name__ for t in types if t is not type(None))}.")
-
-_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
+param_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
                lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
-               mixup=(0, None))
+               mixup=(0, None))  # each run parameter's range: read by `check_params`, and by the command line without importing torch
 
 def check_params(params:dict, # run parameters, by name (values or settings-file text)
                  where:str='train', # named in errors: a function, a settings file or the command line
                 )->dict:
     "Typed, checked run parameters: an unknown name, a wrong type or a value out of range is one line naming it."
-    known, res = run_params(), {}
-    for k,v in params.items():
-        if k.startswith('model_') and k!='model_kwargs': res[k] = v; continue
-        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{suggest(k, known)}")
-        res[k] = v = _convert(k, v, known[k]['types'], where)
-        lo, hi = _bounds.get(k, (None, None))
-        if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
-            raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
-    return res
+    return check_values(params, run_params(), param_bounds, where)
 
 def recipe_params(settings:dict # settings as `load_settings` returns them (text values)
                  )->dict:
