@@ -150,7 +150,13 @@ def _pred_prob(r:torch.Tensor)->float:
     return float(torch.maximum(r, 1-r)[0] if r.numel()==1 else r.max())
 
 @dispatch
-def plot_top_losses(x:TensorImage, y:TensorCategory, samples, outs, raws:torch.Tensor, losses, nrows=None, ncols=None, figsize=None, **kwargs):
+def plot_top_losses(x:TensorImage, y:TensorCategory, # the batch's types: what fastai dispatches on
+                    samples, # (image, actual class) of each patch
+                    outs, # (predicted class,) of each patch
+                    raws:torch.Tensor, # the activations: one sigmoid probability per patch here (a tensor: this method is chosen over fastai's)
+                    losses, # each patch's loss
+                    nrows=None, ncols=None, figsize=None, # the grid, as fastai's
+                    **kwargs):
     "fastai's `plot_top_losses` for image classification, whose probability is the predicted class's also for one sigmoid output."
     axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize, title='Prediction/Actual/Loss/Probability')
     for ax,s,o,r,l in zip(axs, samples, outs, raws, losses):
