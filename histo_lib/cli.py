@@ -11,7 +11,7 @@ from pathlib import Path
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from .core import (HistoError, load_settings, show_some, set_threads, stratified_sample, check_writable, set_progress,
-                            keep_freed_memory, atomic_path, declared, declared_params, suggest, packaged_settings)
+                            keep_freed_memory, atomic_path, declared, declared_params, suggest, packaged_settings, check_values)
 
 # %% auto #0
 __all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
@@ -262,12 +262,13 @@ def _print_info(s:dict):
 
 # %% ../nbs/11_cli.ipynb #06-cli-008
 def cmd_train(a):
-    from histo_lib.train import train, recipe_params
-    from fastai.torch_core import rank_distrib
     s = _settings(a)
     data, out = s.pop('data', None), s.pop('out', None)
     if not data or not out: raise HistoError("train needs DATA and --out RUN_DIR (or data and out in settings.ini).")
-    params = recipe_params(s)
+    params = {k:v for k,v in s.items() if k in flag_params() or k.startswith('model_')}  # `train.recipe_params`, read without torch
+    check_values(params, flag_params(), declared('train', 'param_bounds'))  # a wrong value is one line now, before torch is imported (seconds)
+    from histo_lib.train import train
+    from fastai.torch_core import rank_distrib
     set_threads()
     train(data, out, **params)
     if rank_distrib(): return  # a worker of `accelerate launch`: rank 0 reports

@@ -15,7 +15,7 @@ if typing.TYPE_CHECKING: import numpy as np  # for the annotations only
 __all__ = ['packaged_settings', 'bool_words', 'patch_size', 'center_size', 'HE_REF', 'default_mpp', 'progress_modes',
            'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable',
            'write_json', 'center_box', 'box_mean', 'prefetch_map', 'stratified_sample', 'require', 'module_source',
-           'declared', 'declared_params', 'suggest', 'set_threads', 'keep_freed_memory', 'set_progress',
+           'declared', 'declared_params', 'suggest', 'check_values', 'set_threads', 'keep_freed_memory', 'set_progress',
            'progress_mode']
 
 # %% ../nbs/00_core.ipynb #00-core-005
@@ -282,6 +282,36 @@ def suggest(name:str, # a name that is not known
     "' Did you mean ...?' naming the closest of `known`, else the list of them: the tail of an 'unknown name' message."
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(sorted(known))}."
+
+def _convert(k:str, v, types:tuple, where:str):
+    "`v` (a value, or settings-file text) as one of `types`."
+    if not isinstance(v, str):
+        if float in types and isinstance(v, int) and not isinstance(v, bool): return float(v)
+        if isinstance(v, types): return v
+    else:
+        s = v.strip()
+        if type(None) in types and s.lower() in ('', 'none'): return None
+        if bool in types and s.lower() in bool_words: return bool_words[s.lower()]
+        for t in (int, float, str):
+            if t in types:
+                with contextlib.suppress(ValueError): return t(s)
+    raise HistoError(f"{where}: {k} = {v!r} is not {' or '.join(t.__name__ for t in types if t is not type(None))}.")
+
+def check_values(params:dict, # settings by name (values or settings-file text)
+                 known:dict, # name -> {'types': ...}: `train.run_params()`, or `declared_params` read without importing torch
+                 bounds:dict, # name -> (lo, hi), None for no bound: `train.param_bounds`
+                 where:str='train', # named in errors: a function, a settings file or the command line
+                )->dict:
+    "Typed, checked settings: an unknown name, a wrong type or a value out of range is one line naming it; `model_*` keys pass as they are."
+    res = {}
+    for k,v in params.items():
+        if k.startswith('model_') and k!='model_kwargs': res[k] = v; continue
+        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{suggest(k, known)}")
+        res[k] = v = _convert(k, v, known[k]['types'], where)
+        lo, hi = bounds.get(k, (None, None))
+        if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
+            raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
+    return res
 
 # %% ../nbs/00_core.ipynb #00-core-019
 def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else $OMP_NUM_THREADS, else every core

@@ -6,19 +6,19 @@ Docs: https://histo-lib.github.io/histo_lib/kaggle.html.md"""
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-002
 from __future__ import annotations
-import os, json, time, typing, inspect, difflib, contextlib, warnings
+import os, json, time, typing, inspect, contextlib, warnings
 from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, show_some, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings
+from .core import HistoError, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings, suggest
 # the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'kaggle_paths', 'find_dir', 'find_competition', 'find_model',
-           'subset_items', 'phase', 'find_weights', 'find_timm_model', 'kernel_params', 'run_kernel', 'kernel_types',
-           'kernel_config']
+__all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'histo_env', 'kaggle_paths', 'find_dir', 'find_competition',
+           'find_model', 'subset_items', 'phase', 'find_weights', 'find_timm_model', 'kernel_params', 'run_kernel',
+           'kernel_types', 'kernel_config']
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-005
 def kaggle_paths(input_root:str|Path|None=None, # Kaggle's read-only inputs; None: $KAGGLE_INPUT or /kaggle/input
@@ -231,6 +231,15 @@ def kernel_types()->dict:
            if p.kind==p.POSITIONAL_OR_KEYWORD and k not in ('input_root', 'working')}
     return {**own, **{k:v['types'] for k,v in run_params().items() if k not in ('data', 'out')}}
 
+histo_env = ('HISTO_CACHE', 'HISTO_DEBUG', 'HISTO_KEEP_FREED', 'HISTO_PROGRESS', 'HISTO_THREADS')  # what histo_lib itself reads from the environment
+
+def _check_env(env, names:list):
+    "Refuse a `HISTO_` variable of `env` that is neither `HISTO_<name>` of a kernel setting in `names` nor one of `histo_env`."
+    valid = [f'HISTO_{n.upper()}' for n in names] + list(histo_env)
+    if bad := sorted(k for k in env if k.startswith('HISTO_') and k not in valid):
+        raise HistoError(f"{bad[0]} is set, but no kernel setting in the CONFIG block and no histo_lib variable has that name, "
+                         f"so nothing would read it.{suggest(bad[0], valid)}")
+
 def kernel_config(defaults:dict, # the kernel's CONFIG block, settings named as in `kernel_types` (any case)
                   env=None, # environment to read HISTO_<NAME> overrides from; None: os.environ
                  )->dict:
@@ -239,9 +248,10 @@ def kernel_config(defaults:dict, # the kernel's CONFIG block, settings named as 
     env, types, run, res = os.environ if env is None else env, kernel_types(), run_params(), {}
     for k,v in defaults.items():
         k, name = k.lower(), k.upper()
-        if k not in types:
-            close = difflib.get_close_matches(name, [o.upper() for o in types], n=1, cutoff=0.5)
-            raise HistoError(f"Unknown kernel setting {name}." + (f" Did you mean {close[0]}?" if close else f" Known: {show_some(sorted(o.upper() for o in types), 20)}."))
+        if k not in types: raise HistoError(f"Unknown kernel setting {name}.{suggest(name, [o.upper() for o in types])}")
+    _check_env(env, list(defaults))
+    for k,v in defaults.items():
+        k, name = k.lower(), k.upper()
         where = f'HISTO_{name}' if f'HISTO_{name}' in env else f'CONFIG {name}'
         v = env.get(f'HISTO_{name}', v)
         if v is None or (isinstance(v, str) and v.strip().lower() in ('', 'none')): res[k] = None

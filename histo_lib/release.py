@@ -16,7 +16,7 @@ from .kaggle import competition_slug, wheels_dataset
 from .synth import make_synth
 
 # %% auto #0
-__all__ = ['kaggle_image', 'kernel_required', 'norm_name', 'wheel_requires', 'missing_on_kaggle', 'build_wheel',
+__all__ = ['kaggle_image', 'kernel_required', 'kernels', 'norm_name', 'wheel_requires', 'missing_on_kaggle', 'build_wheel',
            'download_wheels', 'dataset_metadata', 'build_bundle', 'check_kernel_metadata', 'kernel_metadata',
            'kernel_script', 'build_upload', 'image_venv', 'run_local']
 
@@ -124,7 +124,8 @@ def check_kernel_metadata(fn:str|Path, # a kernel-metadata.json
     fn = Path(fn)
     try: meta = json.loads(fn.read_text())
     except (OSError, ValueError) as e: return [f"{fn} cannot be read as JSON ({type(e).__name__}: {e})."]
-    res = [f"{k} must be {json.dumps(v)}, not {json.dumps(meta.get(k))}." for k,v in kernel_required.items() if meta.get(k)!=v]
+    req = {**kernel_required, 'kernel_type': 'notebook' if str(meta.get('code_file', '')).endswith('.ipynb') else 'script'}
+    res = [f"{k} must be {json.dumps(v)}, not {json.dumps(meta.get(k))}." for k,v in req.items() if meta.get(k)!=v]
     if not re.fullmatch(r'[\w-]+/[\w-]+', str(meta.get('id', ''))): res.append(f"id must be 'owner/slug', not {meta.get('id')!r}.")
     if not meta.get('title'): res.append("title is missing.")
     code = meta.get('code_file')
@@ -143,9 +144,19 @@ def kernel_metadata(template:dict, # the repo's kaggle/kernel-metadata.json, rea
     mine = lambda i: f"{user}/{i.split('/', 1)[1]}" if i.split('/')[0]==owner else i
     return {**template, 'id': mine(template['id']), **{k: [mine(i) for i in template.get(k) or []] for k in ('dataset_sources', 'kernel_sources')}}
 
-def kernel_script(script:str|Path # the kernel script
+def _notebook_config(fn:Path)->dict:
+    "The settings of the notebook kernel `fn`: the keywords of its `CONFIG = dict(...)`, read without running it."
+    for c in json.loads(fn.read_text())['cells']:
+        if c['cell_type']!='code' or 'CONFIG' not in ''.join(c['source']): continue
+        for node in ast.parse(''.join(c['source'])).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', None)=='CONFIG' and isinstance(node.value, ast.Call):
+                return {k.arg: ast.literal_eval(k.value) for k in node.value.keywords}
+    raise HistoError(f"{fn} has no cell with `CONFIG = dict(NAME=value, ...)`: the kernel settings are read from it.")
+
+def kernel_script(script:str|Path # the kernel script, or the notebook kernel (.ipynb)
                  )->tuple[dict, tuple]:
-    "`(settings, extras)` of the kernel script, read without running it: its CONFIG block (the constants before `CONFIG = ...`) and its `EXTRAS`."
+    "`(settings, extras)` of a kernel, read without running it: a script's CONFIG block (the constants before `CONFIG = ...`) and its `EXTRAS`, or a notebook's `CONFIG = dict(...)` (no extras)."
+    if Path(script).suffix=='.ipynb': return _notebook_config(Path(script)), ()
     settings, extras, in_config = {}, (), True
     for node in ast.parse(Path(script).read_text()).body:
         name = node.targets[0].id if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) else None
@@ -154,50 +165,63 @@ def kernel_script(script:str|Path # the kernel script
         elif name and name.isupper() and in_config: settings[name] = ast.literal_eval(node.value)
     return settings, extras
 
-def build_upload(user:str, # your Kaggle username: the owner of the wheel dataset and of the kernel
-                 out:str|Path='kaggle/_upload', # gets wheels/ (the dataset) and kernel/ (script + metadata), replaced as a whole
-                 repo:str|Path='.', # the project root (holds kaggle/histo_kernel.py and kaggle/kernel-metadata.json)
+kernels = dict(kernel=('histo_kernel.py', 'kernel-metadata.json'), notebook=('histo_notebook.ipynb', 'notebook-metadata.json'))  # upload folder -> (code, metadata template) in kaggle/
+
+def build_upload(user:str, # your Kaggle username: the owner of the wheel dataset and of the kernels
+                 out:str|Path='kaggle/_upload', # gets wheels/ (the dataset), kernel/ (the script) and notebook/ (the notebook kernel), replaced as a whole
+                 repo:str|Path='.', # the project root (holds kaggle/ with the kernels and their metadata templates)
                  extras=(), # more distributions to bundle as wheels
                  isolation:bool=False, # build the wheel in pip's isolated environment (needs network)
                 )->dict:
-    "Build both Kaggle uploads with `user` filled in: the wheel dataset (`build_bundle`) and the kernel folder, checked by `check_kernel_metadata`."
+    "Build the Kaggle uploads with `user` filled in: the wheel dataset (`build_bundle`) and a folder per kernel in `kernels`, each checked by `check_kernel_metadata`."
     if not user: raise HistoError("No Kaggle username: give yours with --user NAME (or set KAGGLE_USERNAME).")
     if not re.fullmatch(r'[A-Za-z0-9][\w-]*', user): raise HistoError(f"--user {user!r} is not a Kaggle username: give yours, e.g. --user jane-doe.")
-    repo, out = Path(repo), Path(out)
-    script, template = repo/'kaggle'/'histo_kernel.py', repo/'kaggle'/'kernel-metadata.json'
-    try: meta = kernel_metadata(json.loads(template.read_text()), user)
-    except (OSError, ValueError, KeyError, IndexError) as e: raise HistoError(f"{template} cannot be read as a kernel-metadata.json template ({type(e).__name__}: {e}).") from None
-    wheels_id = next((i for i in meta['dataset_sources'] if i.endswith('-wheels')), f"{user}/{wheels_dataset.split('/')[1]}")
+    repo, out, metas = Path(repo), Path(out), {}
+    for name, (code, tpl) in kernels.items():
+        template = repo/'kaggle'/tpl
+        try: metas[name] = kernel_metadata(json.loads(template.read_text()), user)
+        except (OSError, ValueError, KeyError, IndexError) as e: raise HistoError(f"{template} cannot be read as a kernel-metadata.json template ({type(e).__name__}: {e}).") from None
+    wheels_id = next((i for i in metas['kernel']['dataset_sources'] if i.endswith('-wheels')), f"{user}/{wheels_dataset.split('/')[1]}")
     with atomic_path(out, is_dir=True) as tmp:  # a failed build leaves the earlier upload as it was
-        res = build_bundle(tmp/'wheels', repo, extras, wheels_id, isolation, kernel_script(script)[1])
-        (tmp/'kernel').mkdir()
-        shutil.copy2(script, tmp/'kernel'/meta['code_file'])
-        write_json(meta, tmp/'kernel'/'kernel-metadata.json')
-        if problems := check_kernel_metadata(tmp/'kernel'/'kernel-metadata.json', wheels_id):
-            raise HistoError(f"{template} gives a kernel-metadata.json with {len(problems)} problems: " + " ".join(problems))
-    return {**res, 'out': str(out), 'wheels': str(out/'wheels'), 'kernel': str(out/'kernel'), 'wheels_id': wheels_id, 'kernel_id': meta['id']}
+        res = build_bundle(tmp/'wheels', repo, extras, wheels_id, isolation, kernel_script(repo/'kaggle'/kernels['kernel'][0])[1])
+        for name, meta in metas.items():
+            (tmp/name).mkdir()
+            shutil.copy2(repo/'kaggle'/kernels[name][0], tmp/name/meta['code_file'])
+            write_json(meta, tmp/name/'kernel-metadata.json')
+            if problems := check_kernel_metadata(tmp/name/'kernel-metadata.json', wheels_id):
+                raise HistoError(f"{repo/'kaggle'/kernels[name][1]} gives a kernel-metadata.json with {len(problems)} problems: " + " ".join(problems))
+    return {**res, 'out': str(out), 'wheels': str(out/'wheels'), 'kernel': str(out/'kernel'), 'notebook': str(out/'notebook'),
+            'wheels_id': wheels_id, 'kernel_id': metas['kernel']['id'], 'notebook_id': metas['notebook']['id']}
 
 # %% ../nbs/13_release.ipynb #13-release-local
-def image_venv(dest:str|Path, # the folder to make (replaced)
-               hide=(), # distribution names to leave out as well, e.g. ['accelerate']
-              )->Path:
-    "A virtual environment at `dest` that sees this Python's packages except histo_lib and `hide`; returns its python."
-    dest = Path(dest).absolute()
-    if dest.exists(): shutil.rmtree(dest)
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(dest)], check=True)
-    py = dest/'bin'/'python'
+def _link_image(dest:Path, hide)->None:
+    "Fill `dest/image` (replaced) with links to this Python's site-packages, without histo_lib and the distributions in `hide`."
     hidden = set()  # top-level names of the distributions in `hide`
     for n in hide:
         try: hidden |= {Path(str(f)).parts[0] for f in metadata.distribution(n).files or [] if not str(f).startswith('..')}
         except metadata.PackageNotFoundError: pass
-    image = dest/'image'; image.mkdir()
+    image = dest/'image'
+    if image.exists(): shutil.rmtree(image)
+    image.mkdir()
     for sp in dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()['purelib']]):
         for p in sorted(Path(sp).iterdir()) if Path(sp).is_dir() else []:
             name = p.name.lower().replace('-', '_')
             if p.name in hidden or name.startswith(('histo_lib', '__editable__')) or p.suffix=='.pth' or (image/p.name).exists(): continue
             (image/p.name).symlink_to(p)
-    purelib = subprocess.run([py, '-c', "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
-    (Path(purelib)/'_kaggle_image.pth').write_text(f"{image}\n")  # a path line adds the folder; .pth files inside it are not read
+
+def image_venv(dest:str|Path, # the folder to make (replaced, unless `fresh` is False)
+               hide=(), # distribution names to leave out as well, e.g. ['accelerate']
+               fresh:bool=True, # a new venv; False: keep the one at `dest` (and what was installed in it), its image restored to `hide`
+              )->Path:
+    "A virtual environment at `dest` that sees this Python's packages except histo_lib and `hide`; returns its python."
+    dest = Path(dest).absolute()
+    py = dest/'bin'/'python'
+    if fresh or not py.exists():
+        if dest.exists(): shutil.rmtree(dest)
+        subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(dest)], check=True)
+        purelib = subprocess.run([py, '-c', "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+        (Path(purelib)/'_kaggle_image.pth').write_text(f"{dest/'image'}\n")  # a path line adds the folder; .pth files inside it are not read
+    _link_image(dest, hide)  # a kept venv too: what an earlier run hid is back unless this one hides it
     return py
 
 def run_local(upload:str|Path='kaggle/_upload', # what `build_upload` wrote (its wheels/ is attached as the wheel dataset)
@@ -207,10 +231,10 @@ def run_local(upload:str|Path='kaggle/_upload', # what `build_upload` wrote (its
               n_train:int=400, n_test:int=100, # size of the synthetic competition
               hide=None, # distributions the stand-in image lacks; None: what `kaggle_image` says Kaggle's lacks
               fresh:bool=True, # a new venv (histo_lib installed from the bundle again); False: keep the last one
-              script:str|Path='kaggle/histo_kernel.py', # the kernel script
+              script:str|Path='kaggle/histo_kernel.py', # the kernel script, or a notebook kernel (.ipynb, run by nbclient; the executed copy: ROOT/executed.ipynb)
               capture:bool=False, # capture the output instead of printing it
              )->subprocess.CompletedProcess:
-    "Run the kernel script as Kaggle would, on a synthetic competition with the wheel dataset, in a venv without histo_lib."
+    "Run the kernel script or notebook as Kaggle would, on a synthetic competition with the wheel dataset, in a venv without histo_lib."
     upload, root = Path(upload), Path(root).absolute()
     whls = sorted((upload/'wheels').glob('histo_lib-*.whl'))
     if not whls: raise HistoError(f"No histo_lib wheel in {upload/'wheels'}: build the upload first with `python kaggle/build_upload.py --user <you>`.")
@@ -225,11 +249,19 @@ def run_local(upload:str|Path='kaggle/_upload', # what `build_upload` wrote (its
         with atomic_path(inp/'histo-lib-model', is_dir=True) as tmp: shutil.copytree(model, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns('checkpoints'))
     elif (inp/'histo-lib-model').exists(): shutil.rmtree(inp/'histo-lib-model')
     if hide is None: hide = [Requirement(r).name for r in missing_on_kaggle(wheel_requires(whls[-1], extras))]
-    py = root/'venv'/'bin'/'python'
-    if fresh or not py.exists(): py = image_venv(root/'venv', hide)
+    py = image_venv(root/'venv', hide, fresh)
     if (root/'working').exists(): shutil.rmtree(root/'working')
     env = {k:v for k,v in os.environ.items() if not k.startswith(('PIP_', 'PYTHON', 'VIRTUAL_ENV', 'HISTO_', 'KAGGLE_'))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT='1', PIP_DISABLE_PIP_VERSION_CHECK='1', KAGGLE_INPUT=str(inp),
                KAGGLE_WORKING=str(root/'working'), HISTO_CACHE=str(root/'cache'), **{k: v for k in ('HISTO_THREADS', 'OMP_NUM_THREADS') if (v := os.environ.get(k))},
                **{f'HISTO_{k.upper()}': str(v) for k,v in (settings or {}).items()})
-    return subprocess.run([py, str(Path(script).absolute())], cwd=root, env=env, capture_output=capture, text=True)
+    cmd = [py, '-c', _run_notebook, str(Path(script).absolute()), str(root/'executed.ipynb')] if Path(script).suffix=='.ipynb' else [py, str(Path(script).absolute())]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=capture, text=True)
+
+# executes a notebook in a Jupyter kernel of the venv's python (nbclient), as Kaggle runs a notebook kernel, and saves the executed copy
+_run_notebook = """import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+try: NotebookClient(nb, timeout=None, kernel_name='python3').execute()
+finally: nbformat.write(nb, sys.argv[2])
+"""

@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #03-train-002
 from __future__ import annotations
-import time, inspect, typing, contextlib, ast, tempfile
+import time, inspect, typing, contextlib, ast, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -26,20 +26,22 @@ from fastai.metrics import AccumMetric, ActivationType, accuracy_multi
 from fastai.optimizer import Adam
 from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
-from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, suggest
-from .data import histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
+from fastai.imports import dispatch
+from fastai.vision.data import get_grid
+from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, check_values
+from .data import class_names, histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
-from .core import patch_size, bool_words
+from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact
 from .callbacks import *
 from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner', 'fit_run', 'run_params',
-           'check_params', 'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of', 'run_cfg',
-           'save_run', 'run_dls', 'load_run']
+__all__ = ['param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner',
+           'plot_top_losses', 'fit_run', 'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves',
+           'train', 'model_kwargs_of', 'run_cfg', 'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -77,6 +79,14 @@ class _View(Callback):
 
 class HistoLearner(Learner):
     "A fastai `Learner` whose `tta` averages the exact dihedral views of each patch, as `histo predict` does, and that saves itself as a run folder."
+    pretrained = True  # False: its weights are random (`histo_learner` without `weights`), and `freeze`/`fine_tune` warn
+    def freeze_to(self, n:int):
+        "fastai's `freeze_to` (what `freeze` and `fine_tune` call); on random weights it warns once that a frozen body learns nothing."
+        if n and not self.pretrained and not getattr(self, '_warned_random', False):
+            self._warned_random = True
+            warnings.warn(f"freeze/fine_tune on random weights: {getattr(self, 'arch', 'the model')} was built without pretrained weights, so its frozen body "
+                          "stays random. Pass weights='FILE' (a local timm checkpoint) to histo_learner, or train the whole model with learn.fit_one_cycle.", stacklevel=3)
+        super().freeze_to(n)
     def tta(self, ds_idx:int=1, # which `DataLoader` of `dls`, when `dl` is None
             dl=None, # e.g. `dls.test_dl(files)`
             n:int=4, # fastai's number of random passes; the exact views are fixed (`views`), so only 4, fastai's default, is taken
@@ -120,7 +130,8 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
                   channels_last:bool=False, # NHWC memory format (faster CPU convolutions)
                   bf16:bool=False, # mixed precision: bfloat16 autocast (2-3x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs); float16 on a T4/P100
                   stats:tuple|None=None, # (mean, std) inputs are normalized with; None: with `weights` the checkpoint's `pretrained_cfg` (as `histo train --weights`), else the dls' own
-                  path:str|Path|None=None, # run folder: checkpoints/ and history.csv go here; None: a new temporary folder (nothing lands beside the notebook)
+                  path:str|Path|None=None, # where `model_dir` and a run's history.csv go; None: the dls' path (fastai's default, the working folder)
+                  model_dir:str|Path='models', # `learn.save`/`load` use path/model_dir (fastai's); a run folder's checkpoints: 'checkpoints'
                   cbs=None, # more callbacks
                  )->HistoLearner:
     "A fastai `Learner` with BCE on one logit, Adam, accuracy and ROC AUC, and a body/head split for `freeze` and discriminative LRs."
@@ -128,11 +139,29 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
     stats = stats or (pretrained_stats(arch) if weights else None)
     if stats is not None and [list(s) for s in stats]!=[list(s) for s in dls.stats]: normalize_with(dls, stats)
     if channels_last: model = model.to(memory_format=torch.channels_last)
-    path = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix='histo_run_'))
     learn = HistoLearner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
-                         splitter=body_head, path=path, model_dir='checkpoints', cbs=listify(cbs)+([mixed_precision(dls.device)] if bf16 else [])+[ProgressLog()])
-    learn.arch, learn.model_kwargs = arch, dict(model_kwargs or {})
+                         splitter=body_head, path=path, model_dir=model_dir, cbs=listify(cbs)+([mixed_precision(dls.device)] if bf16 else [])+[ProgressLog()])
+    learn.arch, learn.model_kwargs, learn.pretrained = arch, dict(model_kwargs or {}), weights is not None
     return learn
+
+def _pred_prob(r:torch.Tensor)->float:
+    "The probability of the predicted class: the largest of several outputs (fastai's), or `max(p, 1-p)` of one sigmoid output."
+    r = r.float().flatten()
+    return float(torch.maximum(r, 1-r)[0] if r.numel()==1 else r.max())
+
+@dispatch
+def plot_top_losses(x:TensorImage, y:TensorCategory, # the batch's types: what fastai dispatches on
+                    samples, # (image, actual class) of each patch
+                    outs, # (predicted class,) of each patch
+                    raws:torch.Tensor, # the activations: one sigmoid probability per patch here (a tensor: this method is chosen over fastai's)
+                    losses, # each patch's loss
+                    nrows=None, ncols=None, figsize=None, # the grid, as fastai's
+                    **kwargs):
+    "fastai's `plot_top_losses` for image classification, whose probability is the predicted class's also for one sigmoid output."
+    axs = get_grid(len(samples), nrows=nrows, ncols=ncols, figsize=figsize, title='Prediction/Actual/Loss/Probability')
+    for ax,s,o,r,l in zip(axs, samples, outs, raws, losses):
+        s[0].show(ctx=ax, **kwargs)
+        ax.set_title(f'{o[0]}/{s[1]} / {l.item():.2f} / {_pred_prob(r):.2f}')
 
 # %% ../nbs/05_train.ipynb #05-train-fit
 def fit_run(learn:Learner, # from `histo_learner`
@@ -185,38 +214,16 @@ def run_params()->dict:
             res[k] = dict(types=_types(hints[k]), default=p.default, doc=docs[k]['docment'], owner=f.__name__)
     return res
 
-def _convert(k:str, v, types:tuple, where:str):
-    "`v` (a value, or settings-file text) as one of `types`."
-    if not isinstance(v, str):
-        if float in types and isinstance(v, int) and not isinstance(v, bool): return float(v)
-        if isinstance(v, types): return v
-    else:
-        s = v.strip()
-        if type(None) in types and s.lower() in ('', 'none'): return None
-        if bool in types and s.lower() in bool_words: return bool_words[s.lower()]
-        for t in (int, float, str):
-            if t in types:
-                with contextlib.suppress(ValueError): return t(s)
-    raise HistoError(f"{where}: {k} = {v!r} is not {' or '.join(t.__name__ for t in types if t is not type(None))}.")
-
-_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
+param_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
                lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
-               mixup=(0, None))
+               mixup=(0, None))  # each run parameter's range: read by `check_params`, and by the command line without importing torch
 
 def check_params(params:dict, # run parameters, by name (values or settings-file text)
                  where:str='train', # named in errors: a function, a settings file or the command line
                 )->dict:
     "Typed, checked run parameters: an unknown name, a wrong type or a value out of range is one line naming it."
-    known, res = run_params(), {}
-    for k,v in params.items():
-        if k.startswith('model_') and k!='model_kwargs': res[k] = v; continue
-        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{suggest(k, known)}")
-        res[k] = v = _convert(k, v, known[k]['types'], where)
-        lo, hi = _bounds.get(k, (None, None))
-        if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
-            raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
-    return res
+    return check_values(params, run_params(), param_bounds, where)
 
 def recipe_params(settings:dict # settings as `load_settings` returns them (text values)
                  )->dict:
@@ -280,7 +287,7 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
                         num_workers=p['num_workers'], stats=stats, device=device or default_device(),
                         report=out/'dropped_items.csv' if p['skip_bad'] else None)
         learn = histo_learner(dls, p['arch'], weights=p['weights'], model_kwargs=p['model_kwargs'], label_smoothing=p['label_smoothing'],
-                              channels_last=p['channels_last'], bf16=p['bf16'], stats=stats, path=out, cbs=cbs)
+                              channels_last=p['channels_last'], bf16=p['bf16'], stats=stats, path=out, model_dir='checkpoints', cbs=cbs)
         out.mkdir(parents=True, exist_ok=True)
         if not rank_distrib():
             with atomic_path(out/'valid_items.csv') as f: dls.items['valid'][['id','src','label']].to_csv(f, index=False)
@@ -337,7 +344,7 @@ def run_dls(cfg:dict, # a model.json's content: crop, mean, std and any stain no
            )->HistoDataLoaders:
     "`DataLoaders` that hold no items, only the model's input pipeline (the validation transforms of its `DataBlock`): `test_dl(files)` reads and prepares files as training did."
     store = PatchStore(norm=stain_from_state(cfg.get('stain_norm')))
-    tls = [TfmdLists([], [PatchReader(store)], types=[(str, Path), TensorImage]), TfmdLists([], [Categorize(vocab=[0,1])], types=[int, TensorCategory])]
+    tls = [TfmdLists([], [PatchReader(store)], types=[(str, Path), TensorImage]), TfmdLists([], [Categorize(vocab=list(class_names))], types=[str, TensorCategory])]  # the class names training decodes to
     dl = HistoDL(Datasets(tls=tls), bs=bs, after_batch=input_tfms(cfg['crop'], (cfg['mean'], cfg['std'])).fs, device=device or default_device())
     dl._n_inp, dl._types = 1, {tuple: [TensorImage, TensorCategory]}  # fastai finds these from a first batch; with no items they are stated
     dls = HistoDataLoaders(dl, dl.new(), device=dl.device)

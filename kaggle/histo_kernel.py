@@ -6,7 +6,8 @@ builds both uploads (kaggle/_upload/wheels and kaggle/_upload/kernel, this scrip
 `python kaggle/run_local.py` runs this script on a synthetic /kaggle/input in a virtual environment without histo_lib first.
 MODE 'predict' also needs a trained run folder (model.json + model.safetensors) attached as a dataset, e.g.
 `<you>/histo-lib-model`. Edit the CONFIG block below, or override any of it with HISTO_<NAME> environment variables
-(HISTO_MODE, HISTO_EPOCHS, HISTO_MAX_TRAIN, ...); KAGGLE_INPUT and KAGGLE_WORKING move /kaggle/input and /kaggle/working.
+(HISTO_MODE, HISTO_EPOCHS, HISTO_MAX_TRAIN, ...; one that nothing reads, e.g. HISTO_EPOCH, is refused and the closest named);
+KAGGLE_INPUT and KAGGLE_WORKING move /kaggle/input and /kaggle/working.
 Every phase's wall time is printed and saved in kernel_summary.json. What to expect of the full run, time and score, and
 how each figure was found: the README, section "Submitting from a Kaggle kernel", paragraph "Time and score".
 """

@@ -1,7 +1,7 @@
 """The `histo` command line end to end, as a user (or another tool) runs it. Most commands run in this process through
 `histo_lib.cli.main` (conftest's `histo`); the contract that needs a real process (exit status and one line from the console
 script, stdout to a file, SIGTERM, two processes at once, a write the kernel refuses) runs as subprocesses (`proc=True`)."""
-import json, os, shutil, subprocess
+import json, os, sys, shutil, subprocess
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from sklearn.metrics import roc_auc_score, confusion_matrix
@@ -142,6 +142,18 @@ def test_one_parameter_source_from_any_folder(kaggle_data, tmp_path):
     r = histo('train', kaggle_data, '--out', tmp_path/'typo', cwd=tmp_path, ok=False)
     one_line(r, "unknown setting 'epoch'. Did you mean 'epochs'?")
     assert not (tmp_path/'typo').exists()
+
+def test_value_errors_before_torch(kaggle_data, tmp_path):
+    "Issue 33: a value out of range (`--crop 128`) or a misspelt setting is refused before torch is imported: a fraction of a second, not seconds."
+    code = ("import sys; from histo_lib.cli import main\n"
+            "try: main(sys.argv[1:])\nexcept SystemExit as e: print(e.code, sorted({'torch', 'fastai'} & set(sys.modules)))")
+    run = lambda *a: subprocess.run([sys.executable, '-c', code, 'train', str(kaggle_data), '--out', str(tmp_path/'o'), *a], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = run('--crop', '128')
+    assert r.stdout.split() == ['2', '[]'] and 'crop = 128 is out of range (32 to 96)' in r.stderr, (r.stdout, r.stderr[-2000:])
+    (tmp_path/'settings.ini').write_text("[DEFAULT]\nepoch = 3\n")
+    r = run()
+    assert r.stdout.split() == ['2', '[]'] and "unknown setting 'epoch'. Did you mean 'epochs'?" in r.stderr, (r.stdout, r.stderr[-2000:])
+    assert not (tmp_path/'o').exists()
 
 def test_transfer_learning_from_a_local_timm_checkpoint(work, folder_data, tmp_path):
     "--weights: timm's loader reads a local ImageNet-style checkpoint (made here: nothing is downloaded), normalized with its stats (on the small ImageFolder set)."
