@@ -154,6 +154,7 @@ class SlideStore:
                  quality:int=80, # JPEG quality of the tiles
                  tile_size:int=254, overlap:int=1, # Deep Zoom tiles: OpenSeadragon's defaults
                 ):
+        for m in ('openslide.deepzoom', 'starlette', 'uvicorn'): require(m, 'slide', 'histo view')  # before any work
         self.outputs = read_outputs(out_dir, slides_dir)
         if report_dir is None and (Path(out_dir)/'report').is_dir(): report_dir = Path(out_dir)/'report'
         self.report, self.reader, self.quality = read_report(report_dir), reader, quality
@@ -207,7 +208,7 @@ def overlay(self:SlideStore, name:str)->bytes|None:
 @patch
 def geojson(self:SlideStore, name:str, kind:str)->dict|None:
     "The slide's `regions` (regions.geojson) or `truth` (the report's annotations) FeatureCollection, None when absent."
-    fn = self.outputs[name]['dir']/'regions.geojson' if kind=='regions' else self.report.get(name, {}).get('truth')
+    fn = dict(regions=self.outputs[name]['dir']/'regions.geojson', truth=self.report.get(name, {}).get('truth')).get(kind)
     o = _read_json(Path(fn)) if fn else {}
     return o if isinstance(o.get('features'), list) else None
 
