@@ -39,7 +39,7 @@ function renderList() {
     if (r.error) { tr.classList.add('bad'); tr.title = r.error; }
     if (r.name === state.cur) tr.classList.add('current');
     const a = document.createElement('a');
-    a.href = '#slide=' + enc(r.name); a.textContent = r.name + (r.error ? ' (cannot be shown)' : '');
+    a.href = '#slide=' + enc(r.name); a.textContent = r.name + (r.error ? ' \u26a0' : '');  // the row's title holds the error
     const cells = [a, ...['max', 'n_tumour', 'n_regions'].map(k => fmt(r[k])), ...(rep ? ['label', 'lesions', 'hits'].map(k => fmt(r[k])) : [])];
     cells.forEach((c, i) => {
       const td = document.createElement('td');
