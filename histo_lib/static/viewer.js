@@ -144,7 +144,7 @@ function probAt(pos) {
   if (p.x < 0 || p.y < 0 || p.x >= d.width || p.y >= d.height) return 'outside the slide';
   if (r < 0 || c < 0 || r >= d.grid.length || c >= d.grid[0].length) return 'between tiles';
   const v = d.grid[r][c];
-  return `tile (${r}, ${c}) at (${Math.round(p.x)}, ${Math.round(p.y)}): ` + (v === null ? 'glass, not predicted' : `P = ${v.toFixed(3)}`);
+  return `tile (${r}, ${c}): ` + (v === null ? 'glass, not predicted' : `P = ${v.toFixed(3)}`);
 }
 new OpenSeadragon.MouseTracker({element: viewer.canvas, moveHandler: e => { $('prob').textContent = probAt(e.position); }});
 
