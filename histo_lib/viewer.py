@@ -61,12 +61,13 @@ report_keys = ('label', 'lesions', 'hits', 'fps')  # the per-slide counts the li
 
 def read_report(report_dir:str|Path|None # a `histo evaluate-slides` report folder, or None
                )->dict:
-    "Per slide (by name): its label and lesion counts from report.json (`slides`) and slides.csv, and its truth outlines' file; {} without a report. Read defensively: missing parts are left out."
+    "Per slide (by name): its label and lesion counts from report.json (`slides`: rows with a `slide` key, or by name) and slides.csv, and its truth outlines' file; {} without a report. Read defensively: missing parts are left out."
     if report_dir is None or not Path(report_dir).is_dir(): return {}
     d, res = Path(report_dir), {}
-    per = _read_json(d/'report.json').get('slides', {})
-    for name, v in (per.items() if isinstance(per, dict) else []):
-        if isinstance(v, dict): res[str(name)] = {k: v[k] for k in report_keys if k in v}
+    per = _read_json(d/'report.json').get('slides', [])  # a list of rows with a 'slide' key, or {name: row}
+    per = per.items() if isinstance(per, dict) else [(v.get('slide'), v) for v in per if isinstance(v, dict)] if isinstance(per, list) else []
+    for name, v in per:
+        if name is not None and isinstance(v, dict): res[str(name)] = {k: v[k] for k in report_keys if k in v}
     try: df = pd.read_csv(d/'slides.csv', dtype={'slide': str})
     except (OSError, ValueError): df = pd.DataFrame()
     if {'slide', 'label'} <= set(df.columns):

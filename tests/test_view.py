@@ -45,8 +45,8 @@ def outs(tmp_path_factory):
     (root/'slides'/'broken.tif').write_bytes(b'not a slide'); fake_outputs(root/'out', Path('slides')/'broken.tif', maps['case-b'])
     (root/'secret.txt').write_text(SECRET)
     rep = root/'report'; (rep/'annotations').mkdir(parents=True)
-    (rep/'report.json').write_text(json.dumps(dict(slides={'case-a': dict(label='tumor', lesions=2, hits=2, fps=0)})))
-    pd.DataFrame(dict(slide=['case-a', 'case-b'], score=[.9, .1], label=['tumor', 'normal'])).to_csv(rep/'slides.csv', index=False)
+    (rep/'report.json').write_text(json.dumps(dict(slide_auc=1., slides=[dict(slide='case-a', label=1, score=.9, lesions=2, itcs=0, hits=2, fps=0)])))
+    pd.DataFrame(dict(slide=['case-a', 'case-b'], score=[.9, .1], label=[1, 0])).to_csv(rep/'slides.csv', index=False)
     truth = np.where(maps['case-a']==1, 1., np.nan)
     write_json(tumour_regions(truth, read_plan([1.], 0.972, tile=CELL), 0.5), rep/'annotations'/'case-a.geojson')
     return root, maps
@@ -84,7 +84,7 @@ def test_statuses_traversal_and_bad_tiles(served):
     got = {u: served.get(u)[0] for u in ok}
     assert set(got.values()) == {200}, got
     rows = json.loads(served.get('/api/slides')[1])['slides']
-    assert [r['name'] for r in rows] == ['broken', 'case-a', 'case-b'] and rows[1]['hits'] == 2 and rows[2]['label'] == 'normal'
+    assert [r['name'] for r in rows] == ['broken', 'case-a', 'case-b'] and rows[1]['hits'] == 2 and rows[2]['label'] == 0
     assert 'cannot be opened as a slide' in rows[0]['error'] and 'cannot be opened' in json.loads(served.get('/api/slides/broken')[1])['error']
     bad = ['/tiles/case-a_files/13/0_0.jpeg', '/tiles/case-a_files/12/13_0.jpeg', '/tiles/case-a_files/12/0_10.jpeg',
            '/tiles/case-a_files/-1/0_0.jpeg', '/tiles/case-a_files/12/-1_0.jpeg', '/tiles/case-a_files/99999999999999999999/0_0.jpeg',

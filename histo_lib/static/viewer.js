@@ -117,13 +117,16 @@ function draw() {
   const p1 = im.imageToViewerElementCoordinates(new OpenSeadragon.Point(state.desc.width, 0));
   const s = (p1.x - p0.x) / state.desc.width;
   ctx.setTransform(s * r, 0, 0, s * r, p0.x * r, p0.y * r);
-  const styles = {regions: ['#00e5ff', $('show-regions').checked], truth: ['#00c853', $('show-truth').checked]};
-  for (const [kind, [colour, on]] of Object.entries(styles)) {
+  // regions: cyan; truth: green dashed, its exclusion polygons (classification 'Exclusion') grey dotted
+  const styles = [['regions', false, '#00e5ff', []], ['truth', false, '#00c853', [8, 5]], ['truth', true, '#9e9e9e', [2, 4]]];
+  for (const [kind, excl, colour, dash] of styles) {
     const g = state.outlines[kind];
-    if (!g || !on) continue;
-    ctx.strokeStyle = colour; ctx.lineWidth = 2.5 / s; ctx.setLineDash(kind === 'truth' ? [8 / s, 5 / s] : []);
+    if (!g || !$('show-' + kind).checked) continue;
+    ctx.strokeStyle = colour; ctx.lineWidth = 2.5 / s; ctx.setLineDash(dash.map(v => v / s));
     ctx.beginPath();
     for (const f of g.features || []) {
+      const cls = ((f.properties || {}).classification || {}).name;
+      if ((cls === 'Exclusion') !== excl) continue;
       const geom = f.geometry || {};
       const polys = geom.type === 'Polygon' ? [geom.coordinates] : geom.type === 'MultiPolygon' ? geom.coordinates : [];
       for (const ring of polys.flat()) ring.forEach(([x, y], i) => i ? ctx.lineTo(x, y) : ctx.moveTo(x, y));
