@@ -111,7 +111,8 @@ def heat_png(heat:np.ndarray, # probability grid (rows, cols), NaN off tissue
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-14
 class TileCache:
     "A thread-safe LRU of bytes bounded by their total size: the least recently used go first once `max_bytes` is passed."
-    def __init__(self, max_bytes:int=64*2**20): self.max_bytes, self.nbytes, self._d, self._lock = max_bytes, 0, OrderedDict(), threading.Lock()
+    def __init__(self, max_bytes:int=64*2**20, # the most bytes the values may hold together
+                ): self.max_bytes, self.nbytes, self._d, self._lock = max_bytes, 0, OrderedDict(), threading.Lock()
     def __len__(self): return len(self._d)
     def get(self, key):
         with self._lock:
@@ -135,7 +136,8 @@ class _RGBA:
 
 def open_deepzoom(path:str|Path, # the slide file
                   reader:str='auto', # as `wsi.Slide`'s: 'openslide', 'tiffslide' or 'auto'
-                  tile_size:int=254, overlap:int=1, # Deep Zoom tiles (OpenSeadragon's defaults: 254 + 1 px each side)
+                  tile_size:int=254, # Deep Zoom tile side without the overlap (OpenSeadragon's default)
+                  overlap:int=1, # pixels each tile shares with its neighbours on each side
                  ):
     "OpenSlide's `DeepZoomGenerator` over the slide, opened by `wsi.Slide`'s rules (tiffslide through an RGBA shim), and the reader's name."
     dz = require('openslide.deepzoom', 'slide', 'Serving slide tiles')
@@ -153,7 +155,8 @@ class SlideStore:
                  reader:str='auto', # slide reader, as `wsi.Slide`'s
                  cache_mb:float=64, # the tile cache's size in MiB
                  quality:int=80, # JPEG quality of the tiles
-                 tile_size:int=254, overlap:int=1, # Deep Zoom tiles: OpenSeadragon's defaults
+                 tile_size:int=254, # Deep Zoom tile side without the overlap (OpenSeadragon's default)
+                 overlap:int=1, # pixels each tile shares with its neighbours on each side
                 ):
         for m in ('openslide.deepzoom', 'starlette', 'uvicorn'): require(m, 'slide', 'histo view')  # before any work
         self.outputs = read_outputs(out_dir, slides_dir)
@@ -164,7 +167,8 @@ class SlideStore:
 
     def rows(self)->list[dict]: return slide_rows(self.outputs, self.report)
 
-    def deepzoom(self, name:str):
+    def deepzoom(self, name:str # a slide's name (a key of `outputs`)
+                ):
         "The slide's `DeepZoomGenerator` (opened on first use) and its lock, or a `HistoError` saying why it cannot be read."
         o = self.outputs[name]
         if o['error']: raise HistoError(o['error'])
@@ -175,7 +179,11 @@ class SlideStore:
                 except HistoError as e: o['error'] = str(e); raise
         return self._dz[name], lock
 
-    def tile(self, name:str, level:int, col:int, row:int)->bytes|None:
+    def tile(self, name:str, # a slide's name
+             level:int, # Deep Zoom level (0: 1x1 pixel; the last: level 0 of the slide)
+             col:int, # the tile's column in that level
+             row:int, # and its row
+            )->bytes|None:
         "A JPEG Deep Zoom tile, or None when the slide has no such level or tile."
         if (v := self.cache.get((name, level, col, row))) is not None: return v
         dz, lock = self.deepzoom(name)
@@ -186,7 +194,8 @@ class SlideStore:
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-20
 @patch
-def heat(self:SlideStore, name:str)->np.ndarray|None:
+def heat(self:SlideStore, name:str # a slide's name
+        )->np.ndarray|None:
     "The slide's probability grid (heatmap.npy), None when it is missing or unreadable."
     try: return np.load(self.outputs[name]['dir']/'heatmap.npy', allow_pickle=False)
     except (OSError, ValueError): return None
@@ -200,14 +209,17 @@ def check(self:SlideStore)->list[str]:
     return [n for n,o in self.outputs.items() if o['error']]
 
 @patch
-def overlay(self:SlideStore, name:str)->bytes|None:
+def overlay(self:SlideStore, name:str # a slide's name
+           )->bytes|None:
     "The heat map as a PNG (cached), None without heatmap.npy."
     if (v := self.cache.get((name, 'heat'))) is not None: return v
     h = self.heat(name)
     return None if h is None else self.cache.put((name, 'heat'), heat_png(h, px=int(np.clip(2048//max(max(h.shape), 1), 1, 8))))
 
 @patch
-def geojson(self:SlideStore, name:str, kind:str)->dict|None:
+def geojson(self:SlideStore, name:str, # a slide's name
+            kind:str, # 'regions' or 'truth'
+           )->dict|None:
     "The slide's `regions` (regions.geojson) or `truth` (the report's annotations) FeatureCollection, None when absent."
     fn = dict(regions=self.outputs[name]['dir']/'regions.geojson', truth=self.report.get(name, {}).get('truth')).get(kind)
     o = _read_json(Path(fn)) if fn else {}
@@ -215,7 +227,8 @@ def geojson(self:SlideStore, name:str, kind:str)->dict|None:
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-22
 @patch
-def describe(self:SlideStore, name:str)->dict:
+def describe(self:SlideStore, name:str # a slide's name
+            )->dict:
     "What the page needs to show one slide: its Deep Zoom source, where the heat grid lies, the grid, its scores and report row; or its error."
     o, row = self.outputs[name], next(r for r in self.rows() if r['name']==name)
     try: dz = self.deepzoom(name)[0]
