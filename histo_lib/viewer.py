@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/viewer.html.md"""
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-02
 from __future__ import annotations
-import io, json, math, socket, threading
+import io, json, math, socket, threading, contextlib
 from collections import OrderedDict
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -283,7 +283,11 @@ def view_app(store:SlideStore, # the slides to serve
               Route('/tiles/{name}_files/{level:int}/{col:int}_{row:int}.jpeg', tile),
               Route('/heat/{name}.png', heat), Route('/outlines/{name}/{kind:str}.geojson', outline),
               Mount('/static', StaticFiles(directory=static_dir), name='static')]
-    app = Starlette(routes=routes)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):  # anyio's default pool (Starlette's file reads) gets the same bound as the tile readers
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store, app.state.limiter = store, limiter
     return app
 
