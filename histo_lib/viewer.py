@@ -17,8 +17,8 @@ from .core import HistoError, require
 from .wsi import Slide
 
 # %% auto #0
-__all__ = ['report_keys', 'static_dir', 'resolve_slide', 'read_outputs', 'read_report', 'slide_rows', 'heat_png', 'TileCache',
-           'open_deepzoom', 'SlideStore', 'view_app', 'make_server']
+__all__ = ['report_keys', 'static_dir', 'resolve_slide', 'read_outputs', 'read_detections', 'read_report', 'slide_rows',
+           'heat_png', 'TileCache', 'open_deepzoom', 'SlideStore', 'view_app', 'make_server']
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-04
 def resolve_slide(given:str, # the slide's path as slide.json records it (as typed to `histo slide`)
@@ -57,11 +57,22 @@ def _read_json(fn:Path)->dict:
     except (OSError, ValueError): return {}
     return o if isinstance(o, dict) else {}
 
+def read_detections(fn:Path, # a report's detections.csv: slide,x,y,prob (level-0 px)
+                    n:int=1000, # the most probable `n` per slide are kept
+                   )->dict:
+    "Lesion candidates per slide as [[x, y, prob], ...], most probable first; {} when the file is missing or lacks the columns."
+    try: df = pd.read_csv(fn, dtype={'slide': str})
+    except (OSError, ValueError): return {}
+    if not {'slide', 'x', 'y', 'prob'} <= set(df.columns): return {}
+    for k in ('x', 'y', 'prob'): df[k] = pd.to_numeric(df[k], errors='coerce')
+    df = df.dropna(subset=['slide', 'x', 'y', 'prob']).sort_values('prob', ascending=False, kind='stable')
+    return {k: g[['x', 'y', 'prob']].head(n).round(3).values.tolist() for k, g in df.groupby('slide', sort=False)}
+
 report_keys = ('label', 'lesions', 'hits', 'fps')  # the per-slide counts the list shows when a report has them
 
 def read_report(report_dir:str|Path|None # a `histo evaluate-slides` report folder, or None
                )->dict:
-    "Per slide (by name): its label and lesion counts from report.json (`slides`: rows with a `slide` key, or by name) and slides.csv, and its truth outlines' file; {} without a report. Read defensively: missing parts are left out."
+    "Per slide (by name): its label and lesion counts from report.json (`slides`: rows with a `slide` key, or by name) and slides.csv, its truth outlines' file and its lesion candidates (`read_detections`); {} without a report. Read defensively: missing parts are left out."
     if report_dir is None or not Path(report_dir).is_dir(): return {}
     d, res = Path(report_dir), {}
     per = _read_json(d/'report.json').get('slides', [])  # a list of rows with a 'slide' key, or {name: row}
@@ -73,6 +84,7 @@ def read_report(report_dir:str|Path|None # a `histo evaluate-slides` report fold
     if {'slide', 'label'} <= set(df.columns):
         for n, l in zip(df['slide'], df['label']): res.setdefault(n, {}).setdefault('label', None if pd.isna(l) else (l.item() if hasattr(l, 'item') else l))
     for fn in sorted((d/'annotations').glob('*.geojson')): res.setdefault(fn.stem, {})['truth'] = fn
+    for n, v in read_detections(d/'detections.csv').items(): res.setdefault(n, {})['detections'] = v
     return res
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-10
@@ -240,7 +252,8 @@ def describe(self:SlideStore, name:str # a slide's name
                 levels=dz.level_count, stride_l0=float(i['stride_l0']), tile_l0=float(i['tile_l0']), offset=off,
                 grid=None if h is None else [[_num(v, 3) for v in r] for r in h.tolist()],
                 threshold=i.get('threshold'), slide=str(o['path']), mpp=i.get('slide_mpp'),
-                regions=self.geojson(name, 'regions') is not None, truth=self.geojson(name, 'truth') is not None)
+                regions=self.geojson(name, 'regions') is not None, truth=self.geojson(name, 'truth') is not None,
+                detections=self.report.get(name, {}).get('detections', []))
 
 # %% ../nbs/10g_viewer.ipynb #10g-viewer-24
 static_dir = Path(histo_lib.__file__).parent/'static'  # the page (viewer.html/.js/.css) and the vendored OpenSeadragon

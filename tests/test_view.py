@@ -47,6 +47,7 @@ def outs(tmp_path_factory):
     rep = root/'report'; (rep/'annotations').mkdir(parents=True)
     (rep/'report.json').write_text(json.dumps(dict(slide_auc=1., slides=[dict(slide='case-a', label=1, score=.9, lesions=2, itcs=0, hits=2, fps=0)])))
     pd.DataFrame(dict(slide=['case-a', 'case-b'], score=[.9, .1], label=[1, 0])).to_csv(rep/'slides.csv', index=False)
+    pd.DataFrame(dict(slide='case-a', x=[1000., 2000.], y=[1200., 900.], prob=[.95, .9])).to_csv(rep/'detections.csv', index=False)
     truth = np.where(maps['case-a']==1, 1., np.nan)
     write_json(tumour_regions(truth, read_plan([1.], 0.972, tile=CELL), 0.5), rep/'annotations'/'case-a.geojson')
     return root, maps
@@ -154,7 +155,8 @@ def test_page_in_chromium(served, outs, tmp_path):
         assert sorted(names) == ['broken', 'case-a', 'case-b'] and page.locator('#slides tr.bad').count() == 1
         tiles = [u for u in images if '/tiles/case-a_files/' in u]
         assert len(tiles) >= 8 and any('/heat/case-a.png' in u for u in images), images
-        page.uncheck('#show-regions'); page.uncheck('#show-truth'); page.wait_for_timeout(200)
+        assert page.is_visible('#det-box') and page.evaluate("() => state.desc.detections.length") == 2
+        page.uncheck('#show-regions'); page.uncheck('#show-truth'); page.uncheck('#show-detections'); page.wait_for_timeout(200)
         shot = tmp_path/'view-opaque.png'; page.screenshot(path=str(shot))
         # the heat map lies on the known tumour: at full opacity, the centre of every tumour cell is red, of normal tissue blue
         pts = page.evaluate("""cells => cells.map(([r, c]) => { const p = viewer.world.getItemAt(0).imageToViewerElementCoordinates(
@@ -170,7 +172,7 @@ def test_page_in_chromium(served, outs, tmp_path):
         page.mouse.move(*pts[[tuple(x) for x in np.argwhere(m >= 0)].index((r, c))])
         assert re.search(rf'tile \({r}, {c}\).*P = 0\.(8|9)', page.inner_text('#prob')), page.inner_text('#prob')
         # the view survives a reload; another slide from the list; the unreadable one shows its error
-        page.check('#show-regions'); page.check('#show-truth')
+        page.check('#show-regions'); page.check('#show-truth'); page.check('#show-detections')
         page.evaluate("() => viewer.viewport.zoomTo(3, new OpenSeadragon.Point(0.4, 0.3))")
         page.wait_for_function("() => location.hash.includes('z=3.0')")
         page.reload(wait_until='networkidle'); page.wait_for_function("() => viewer.world.getItemCount() === 2")

@@ -78,6 +78,7 @@ async function openSlide(name, view) {
   showError(null);
   state.desc = d; state.restoring = view;
   $('truth-box').hidden = !d.truth;
+  $('det-box').hidden = !(d.detections && d.detections.length);
   $('title').textContent = `${name}: ${d.width} x ${d.height} px` + (d.row.max !== null ? `, score ${d.row.max.toFixed(3)}` : '');
   viewer.open({Image: {xmlns: 'http://schemas.microsoft.com/deepzoom/2008', Url: `/tiles/${enc(name)}_files/`, Format: 'jpeg',
                        Overlap: String(d.overlap), TileSize: String(d.tile_size), Size: {Width: String(d.width), Height: String(d.height)}}});
@@ -133,10 +134,17 @@ function draw() {
     }
     ctx.stroke();
   }
+  const det = state.desc.detections || [];
+  if (det.length && $('show-detections').checked) {  // lesion candidates: yellow rings 7 screen pixels across
+    ctx.strokeStyle = '#ffd600'; ctx.lineWidth = 2 / s; ctx.setLineDash([]);
+    ctx.beginPath();
+    for (const [x, y] of det) { ctx.moveTo(x + 7 / s, y); ctx.arc(x, y, 7 / s, 0, 2 * Math.PI); }
+    ctx.stroke();
+  }
 }
 viewer.addHandler('update-viewport', draw);
 viewer.addHandler('resize', draw);
-['show-regions', 'show-truth'].forEach(id => $(id).addEventListener('change', draw));
+['show-regions', 'show-truth', 'show-detections'].forEach(id => $(id).addEventListener('change', draw));
 
 // --- the probability under the pointer ------------------------------------------------------------------------------
 function probAt(pos) {
