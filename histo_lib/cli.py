@@ -17,7 +17,7 @@ from .core import (HistoError, load_settings, show_some, set_threads, stratified
 __all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
            'build_parser', 'infer_settings', 'slide_truth', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
            'cmd_check_submission', 'cmd_slide', 'cmd_extract', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain',
-           'main']
+           'cmd_view', 'main']
 
 # %% ../nbs/11_cli.ipynb #06-cli-005
 run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions `train.run_params` reads, in its order (found through `train`'s imports)
@@ -133,6 +133,16 @@ def _flags_evaluate(p):
 def _flags_check_submission(p):
     p.add_argument('submission'); p.add_argument('--sample-submission', default=None)
 
+def _flags_view(p):
+    p.add_argument('out_dir', metavar='OUT_DIR', help="`histo slide`'s output folder (OUT/<slide>/slide.json)")
+    p.add_argument('--port', type=int, default=8000, help='port to listen on (default: 8000; 0: a free one)')
+    p.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1, this machine only)')
+    p.add_argument('--report', default=None, help="`histo evaluate-slides`' report folder: labels, lesion hits, truth outlines (default: OUT_DIR/report if present)")
+    p.add_argument('--slides', default=None, help="folder holding the slides, when they are no longer where slide.json says")
+    p.add_argument('--reader', default='auto', choices=choices('reader'), help='slide reader (default: OpenSlide, else tiffslide)')
+    p.add_argument('--threads', type=int, default=4, help='tiles read at once, at most (default: 4)')
+    p.add_argument('--cache-mb', type=float, default=64, help='memory for recently served tiles, in MiB (default: 64)')
+
 def _flags_explain(p):
     p.add_argument('run_dir'); p.add_argument('data'); p.add_argument('--out', required=True, help='PNG to write')
     p.add_argument('--n', type=int, default=16, help='patches to show'); p.add_argument('--split', default=None)
@@ -166,8 +176,9 @@ command_help = {
     'explain': 'Grad-CAM heatmaps of patches as a PNG grid (the extras extra)',
     'evaluate-slides': "score histo slide's outputs against annotations as Camelyon16 did: slide AUC and lesion FROC",
     'extract': 'a training set (Kaggle layout) from annotated slides (the slide extra)',
+    'view': "a slide viewer in the browser over `histo slide`'s outputs (the slide extra)",
 }  # each command's one-line help, for `histo --help`
-_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides, 'extract': _flags_extract}
+_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides, 'extract': _flags_extract, 'view': _flags_view}
 
 def build_parser(cmd:str|None=None # make only this command's flags (all that `histo CMD ...` needs, and quicker); None: every command's
                 )->argparse.ArgumentParser:
@@ -395,9 +406,24 @@ def cmd_explain(a):
                                   y=items['label'].values, ids=items['id'].values)
     print(f"Wrote {fn}: Grad-CAM of {len(items)} patches (centre 32x32 outlined)")
 
+# %% ../nbs/11_cli.ipynb #06-cli-012v
+def cmd_view(a):
+    from histo_lib.viewer import SlideStore, view_app, make_server  # starlette and uvicorn (the slide extra): imported only by this command
+    store = SlideStore(a.out_dir, a.report, a.slides, a.reader, a.cache_mb)
+    server, sock, url = make_server(view_app(store, max(1, a.threads)), a.host, a.port)
+    bad = store.check()
+    print(f"Serving {len(store.outputs)} slide(s) from {a.out_dir} at {url} (Ctrl-C stops)", flush=True)
+    for n in bad: print(f"warning: {n} cannot be shown: {store.outputs[n]['error']}", flush=True)
+    if a.host not in ('127.0.0.1', 'localhost', '::1'): print(f"warning: listening on {a.host}: other machines can read these slides", flush=True)
+    try: server.run(sockets=[sock])
+    except KeyboardInterrupt: pass  # uvicorn stopped on Ctrl-C or SIGTERM and passed the signal on: a normal end
+    finally: sock.close()
+    print("histo view: stopped", flush=True)
+
+
 # %% ../nbs/11_cli.ipynb #06-cli-013
 commands = dict(synth=cmd_synth, info=cmd_info, train=cmd_train, predict=cmd_predict, evaluate=cmd_evaluate,
-                explain=cmd_explain, slide=cmd_slide, extract=cmd_extract, **{'check-submission': cmd_check_submission, 'evaluate-slides': cmd_evaluate_slides})
+                explain=cmd_explain, slide=cmd_slide, extract=cmd_extract, view=cmd_view, **{'check-submission': cmd_check_submission, 'evaluate-slides': cmd_evaluate_slides})
 
 def main(argv:list|None=None # arguments (default: sys.argv[1:])
         )->int:

@@ -121,7 +121,7 @@ def test_explain_png(work, run_dir, kaggle_data, tmp_path):
     histo('explain', run_dir, kaggle_data, '--out', tmp_path/'cam.png', '--n', 4, '--split', 'train', cwd=work)
     assert (tmp_path/'cam.png').read_bytes()[:8]==b'\x89PNG\r\n\x1a\n'
 
-@pytest.mark.parametrize('cmd', ['synth','info','train','predict','slide','evaluate','check-submission','explain','evaluate-slides','extract'])
+@pytest.mark.parametrize('cmd', ['synth','info','train','predict','slide','evaluate','check-submission','explain','evaluate-slides','extract','view'])
 def test_help(cmd):
     assert 'usage: histo '+cmd in histo(cmd, '--help').stdout
 

@@ -2,7 +2,8 @@
 import json, subprocess, sys, os
 from conftest import tiny_settings
 
-# every optional package of pyproject.toml's extras: onnx, extras (grad-cam, scikit-image), slide, dist
+# every optional package of pyproject.toml's extras: onnx, extras (grad-cam, scikit-image), slide, dist (the slide extra's starlette and
+# uvicorn are not hidden: fastprogress, a base dependency through fastai, imports them through python-fasthtml)
 OPTIONAL = ('onnx', 'onnxruntime', 'pytorch_grad_cam', 'skimage', 'openslide', 'tiffslide', 'accelerate')
 
 # One Python process runs the commands with the optional packages made unimportable (None in sys.modules), so the
@@ -51,6 +52,7 @@ def test_base_install_runs_and_each_extra_is_named(tmp_path):
                           ['predict', run, d, '--out', tmp_path/'o.csv', '--backend', 'onnx'],
                           ['explain', run, d, '--out', tmp_path/'x.png', '--n', 2, '--split', 'train'],
                           ['slide', run, sl/'slide.tif', '--out', tmp_path/'so'],
+                          ['view', tmp_path/'vo', '--port', 0],
                           ['train', d, '--out', tmp_path/'r2', '--epochs', 1, '--crop', 32, '--nproc', 2],
                           ['predict', run, d, '--out', tmp_path/'p2.csv', '--nproc', 2]], tmp_path)
     ok, extras, everything = res[:7], res[7:-1], res[-1]
@@ -60,7 +62,7 @@ def test_base_install_runs_and_each_extra_is_named(tmp_path):
     lines = (tmp_path/'s.csv').read_text().splitlines()
     assert lines[0]=='id,label' and len(lines)==17 and all(0<=float(l.split(',')[1])<=1 for l in lines[1:])
     assert (sl/'slide.tif').stat().st_size>0 and (sl/'truth.csv').exists()
-    for r, extra in zip(extras, ['onnx', 'extras', 'slide', 'dist', 'dist']):
+    for r, extra in zip(extras, ['onnx', 'extras', 'slide', 'slide', 'dist', 'dist']):
         one_line(r, f"pip install 'histo_lib[{extra}]'")
     assert not (tmp_path/'o.csv').exists() and not (tmp_path/'x.png').exists() and not (tmp_path/'r2').exists()
     assert everything['rc']==0 and everything['out'].split()==['histo_dls', 'load_run'], everything  # `from histo_lib.all import *` too
