@@ -1,5 +1,5 @@
-"""Shared fixtures: one synthetic dataset per layout and one tiny trained run, made once per session; `histo` in-process or
-as a real subprocess. Tests treat the session fixtures as read-only (copy a folder before changing it)."""
+"""Shared fixtures: one synthetic dataset per layout and one tiny trained run, made once per session; the real PCam patches
+in the repository (samples/pcam-mini) and a tiny CNN trained on 400 of them; `histo` in-process or as a real subprocess. Tests treat the session fixtures as read-only (copy a folder before changing it)."""
 import io, os, sys, subprocess
 from contextlib import redirect_stdout, redirect_stderr
 from pathlib import Path
