@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # histo_lib's two entry points, for a fresh machine with only python3 and pip:
-#   ./dev.sh demo   set up .venv, then synth -> train -> predict (TTA) -> evaluate -> check the submission
+#   ./dev.sh demo   set up .venv, then on the real PCam patches in samples/pcam-mini: info -> train -> predict (TTA) ->
+#                   evaluate -> check the submission
 #   ./dev.sh test   set up .venv, then the whole test suite: ruff, pytest over tests/ (2 processes) and nbdev-test over nbs/
 #                   (./dev.sh test PYTEST_ARGS: ruff and that pytest selection only)
 # Other sub-commands: setup, export (nbdev-export), readme (render README.md from nbs/index.ipynb).
@@ -23,23 +24,26 @@ setup() {
 
 demo() {
   setup
-  # the demo's data and run folder are ./settings.ini's `data` and `out` (the working folder's settings), unless
-  # HISTO_DEMO_DATA / HISTO_DEMO_RUN say otherwise
+  # the demo's data and run folder are ./settings.ini's `data` and `out` (samples/pcam-mini, the 2,500 real PCam patches in
+  # the repository, and runs/demo), unless HISTO_DEMO_DATA / HISTO_DEMO_RUN say otherwise; the recipe is its [demo] section
   local data run h="$VENV/bin/histo"
   read -r data run < <("$VENV/bin/python" -c "from histo_lib.core import load_settings; s = load_settings(); print(s['data'], s['out'])")
   data=${HISTO_DEMO_DATA:-$data} run=${HISTO_DEMO_RUN:-$run}
   local t0=$SECONDS
-  "$h" synth "$data" --n-train 3000 --n-test 1000 --seed 42 --overwrite
   "$h" info "$data"
-  "$h" train "$data" --out "$run"
-  "$h" predict "$run" "$data" --out "$run/submission.csv"
-  "$h" evaluate "$run" "$data" --split test --out "$run/report"
-  "$h" check-submission "$run/submission.csv" --sample-submission "$data/sample_submission.csv"
+  # train/ trains; valid/ (other slides) is scored after each epoch but chooses nothing (the last weights are kept), so
+  # the valid/ figures below are held-out figures
+  "$h" train "$data" --recipe demo --out "$run"
+  # a Kaggle-style sample submission for valid/ (its ids, label 0), which predict follows and check-submission checks against
+  "$VENV/bin/python" -c "import sys, pathlib, pandas as pd; ids = sorted(p.stem for p in pathlib.Path(sys.argv[1]).glob('valid/[01]/*.jpg')); pd.DataFrame(dict(id=ids, label=0)).to_csv(sys.argv[2], index=False)" "$data" "$run/sample_submission.csv"
+  "$h" predict "$run" "$data" --split valid --out "$run/submission.csv" --sample-submission "$run/sample_submission.csv"
+  "$h" evaluate "$run" "$data" --split valid --out "$run/report"
+  "$h" check-submission "$run/submission.csv" --sample-submission "$run/sample_submission.csv"
   echo "== demo finished in $((SECONDS-t0)) s (after set-up)"
-  echo "   data:        $data (hidden test answers: $data/test_labels.csv)"
+  echo "   data:        $data (real PCam patches: train/ and valid/, other slides; what they are: samples/pcam-mini/README.md)"
   echo "   model:       $run/model.safetensors + $run/model.json, epoch log $run/history.csv"
-  echo "   submission:  $run/submission.csv (probabilities, validated)"
-  echo "   report:      $run/report/report.md (+ report.json, roc.png, confusion.png, errors.png)"
+  echo "   submission:  $run/submission.csv (probabilities for valid/, validated against $run/sample_submission.csv)"
+  echo "   report:      $run/report/report.md (+ report.json, roc.png, confusion.png, errors.png): the held-out valid/ ROC AUC"
 }
 
 run_tests() {

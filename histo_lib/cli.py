@@ -11,11 +11,11 @@ from pathlib import Path
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from .core import (HistoError, load_settings, show_some, set_threads, stratified_sample, check_writable, set_progress,
-                            keep_freed_memory, atomic_path, declared, declared_params, suggest, packaged_settings, check_values)
+                            keep_freed_memory, declared, declared_params, suggest, packaged_settings, check_values)
 
 # %% auto #0
 __all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
-           'build_parser', 'infer_settings', 'slide_truth', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
+           'build_parser', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
            'cmd_check_submission', 'cmd_slide', 'cmd_extract', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain',
            'cmd_view', 'main']
 
@@ -69,6 +69,8 @@ def _flags_synth(p):
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--format', default='kaggle', choices=['kaggle','folder','h5','slide'],
                    help='layout to write; slide: OUT/slide.tif, a small pyramidal whole-slide TIFF, with its truth map OUT/truth.csv and OUT/truth.png')
+    p.add_argument('--from', dest='src', default=None, metavar='DIR',
+                   help='with --format slide: fill the slide with real patches from DIR/0/ and DIR/1/ (one split of an ImageFolder, e.g. samples/pcam-mini/valid)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing, different synthetic dataset at OUT')
 
 def _flags_info(p):
@@ -210,39 +212,14 @@ def _settings(a)->dict:
         if v is not None: s[k] = v
     return s
 
-def slide_truth(seed:int, # fixes the tissue's tumour foci
-                rows:int=24, cols:int=32, # the map's size in cells (a cell is one 96-px patch at level 0)
-               ):
-    "A test slide's tumour map: an elliptic section of tissue (0) on glass (-1) holding two round tumour foci (1)."
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:rows, :cols] + 0.5
-    m = np.where(((y-rows/2)/(rows*0.45))**2 + ((x-cols/2)/(cols*0.45))**2<=1, 0, -1)
-    for _ in range(2):
-        cy, cx, r = rng.uniform(.3*rows, .7*rows), rng.uniform(.3*cols, .7*cols), rng.uniform(2, 4)
-        m[(m==0) & ((y-cy)**2 + (x-cx)**2<=r*r)] = 1
-    return m
-
-def _synth_slide(out:Path, seed:int, overwrite:bool)->Path:
-    "OUT/slide.tif and its truth map, OUT/truth.csv (one row of cells per line) and OUT/truth.png (8 px per cell)."
-    import numpy as np
-    from PIL import Image
-    from histo_lib.synth import synth_slide
-    fn = out/'slide.tif'
-    if fn.exists() and not overwrite: raise HistoError(f"{fn} exists: pass --overwrite to replace it.")
-    check_writable(out, is_dir=True)
-    m = slide_truth(seed)
-    synth_slide(fn, m, seed=seed)
-    with atomic_path(out/'truth.csv') as p: np.savetxt(p, m, fmt='%d', delimiter=',')
-    with atomic_path(out/'truth.png') as p: Image.fromarray(np.uint8((m+1)*127.5).repeat(8, 0).repeat(8, 1)).save(p)
-    return fn
-
 def cmd_synth(a):
     from histo_lib import synth
     t = time.time()
+    if a.src and a.format!='slide': raise HistoError(f"--from DIR makes a test slide of real patches: add --format slide (got --format {a.format}).")
     if a.format=='slide':
-        fn = _synth_slide(Path(a.out), a.seed, a.overwrite)
-        print(f"Synthetic slide {fn} ({time.time()-t:.1f} s); truth map {Path(a.out)/'truth.csv'} and truth.png: -1 glass, 0 normal, 1 tumour, one value per 96-px cell")
+        fn = synth.make_synth_slide(a.out, seed=a.seed, src=a.src, overwrite=a.overwrite)
+        what = f"Test slide of real patches from {a.src}" if a.src else "Synthetic slide"
+        print(f"{what}: {fn} ({time.time()-t:.1f} s); truth map {Path(a.out)/'truth.csv'} and truth.png: -1 glass, 0 normal, 1 tumour, one value per 96-px cell")
         return
     if a.format=='kaggle': out = synth.make_synth(a.out, n_train=a.n_train, n_test=a.n_test, seed=a.seed, overwrite=a.overwrite)
     elif a.format=='folder': out = synth.make_synth_folder(a.out, n_per_class=a.n_train//2, seed=a.seed, overwrite=a.overwrite)

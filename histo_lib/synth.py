@@ -10,11 +10,11 @@ import json, hashlib, importlib.util
 from pathlib import Path
 import numpy as np, pandas as pd, tifffile
 from PIL import Image
-from .core import HistoError, atomic_write, atomic_path, write_json, show_some, center_box, HE_REF, patch_size, default_mpp, box_mean
+from .core import HistoError, atomic_write, atomic_path, write_json, show_some, check_writable, center_box, HE_REF, patch_size, default_mpp, box_mean
 
 # %% auto #0
 __all__ = ['NEG', 'POS', 'DECOY', 'SYNTH_VERSION', 'synth_patches', 'make_synth', 'make_synth_folder', 'make_synth_h5',
-           'write_slide', 'synth_slide']
+           'write_slide', 'synth_slide', 'folder_patches', 'slide_truth', 'make_synth_slide']
 
 # %% ../nbs/00a_synth.ipynb #00a-synth-005
 NEG, POS, DECOY = 0, 1, 2  # the three kinds of patch; only POS has label 1
@@ -294,13 +294,66 @@ def write_slide(fn:str|Path, # the .tif to write (atomically)
 def synth_slide(fn:str|Path, # the .tif to write
                 tumour_map:np.ndarray, # (rows, cols): -1 glass, 0 tissue without tumour, 1 tumour
                 seed:int=0, # fixes every patch
+                src:str|Path|None=None, # None: synthetic patches; else a folder whose 0/ and 1/ hold real patches (`folder_patches`)
                 **kwargs, # passed to `write_slide` (cell, mpp, size, origin, downsamples, tile, compression)
                )->Path:
-    "A synthetic slide: a mosaic of `synth_patches` whose centres follow `tumour_map`, with glass where it is -1."
+    "A test slide: a mosaic of patches whose centres follow `tumour_map` (synthetic, or real ones from `src`), glass where it is -1."
     tm = np.asarray(tumour_map)
     n1, n0 = int((tm==1).sum()), int((tm==0).sum())
-    pos, _ = synth_patches(n1, (seed, 1), pos_frac=1.)
-    neg, _ = synth_patches(n0, (seed, 0), pos_frac=0.)
+    if src is None: pos, neg = synth_patches(n1, (seed, 1), pos_frac=1.)[0], synth_patches(n0, (seed, 0), pos_frac=0.)[0]
+    else: pos, neg = folder_patches(src, 1, n1, (seed, 1)), folder_patches(src, 0, n0, (seed, 0))
     cells = np.full(tm.shape, -1, np.int64)
     cells[tm==1] = np.arange(n1); cells[tm==0] = n1 + np.arange(n0)
     return write_slide(fn, cells, np.concatenate([pos, neg]), **kwargs)
+
+# %% ../nbs/00a_synth.ipynb #00a-synth-real
+def _class_files(src:Path, label:int)->list[Path]:
+    d = src/str(label)
+    return sorted(p for p in d.iterdir() if p.suffix.lower() in ('.jpg', '.jpeg', '.png', '.tif', '.tiff')) if d.is_dir() else []
+
+def folder_patches(src:str|Path, # one split of an ImageFolder: src/0/ and src/1/ hold 96x96 RGB patches
+                   label:int, # the class folder to draw from: 0 or 1
+                   n:int, # how many patches
+                   seed:int|tuple=0, # fixes the draw
+                  )->np.ndarray:
+    "uint8 (n, 96, 96, 3): `n` patches of class `label` from `src`, drawn without replacement while the folder has enough."
+    src = Path(src); fs = _class_files(src, label)
+    if not fs: raise HistoError(f"{src/str(label)} holds no images: give a folder with 0/ and 1/ of 96x96 patches, e.g. samples/pcam-mini/valid.")
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(len(fs)) for _ in range(-(-n//len(fs)))] or [np.zeros(0, int)])[:n]
+    x = np.zeros((n, patch_size, patch_size, 3), np.uint8)
+    for j, i in enumerate(idx):
+        with Image.open(fs[i]) as im: p = np.asarray(im.convert('RGB'))
+        if p.shape[:2]!=(patch_size, patch_size): raise HistoError(f"{fs[i]} is {p.shape[1]}x{p.shape[0]} px; a test slide needs {patch_size}x{patch_size} patches.")
+        x[j] = p
+    return x
+
+# %% ../nbs/00a_synth.ipynb #00a-synth-truth
+def slide_truth(seed:int, # fixes the tissue's tumour foci
+                rows:int=24, cols:int=32, # the map's size in cells (a cell is one 96-px patch at level 0)
+               )->np.ndarray:
+    "A test slide's tumour map: an elliptic section of tissue (0) on glass (-1) holding two round tumour foci (1)."
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:rows, :cols] + 0.5
+    m = np.where(((y-rows/2)/(rows*0.45))**2 + ((x-cols/2)/(cols*0.45))**2<=1, 0, -1)
+    for _ in range(2):
+        cy, cx, r = rng.uniform(.3*rows, .7*rows), rng.uniform(.3*cols, .7*cols), rng.uniform(2, 4)
+        m[(m==0) & ((y-cy)**2 + (x-cx)**2<=r*r)] = 1
+    return m
+
+def make_synth_slide(out:str|Path, # folder for slide.tif, truth.csv and truth.png
+                     seed:int=42, # fixes the tumour map and every patch
+                     src:str|Path|None=None, # None: synthetic patches; else a folder with 0/ and 1/ of real ones
+                     overwrite:bool=False, # replace an existing OUT/slide.tif
+                     **kwargs, # passed to `write_slide` (e.g. compression)
+                    )->Path:
+    "OUT/slide.tif, a test slide drawn from `slide_truth(seed)`, and that map as OUT/truth.csv and OUT/truth.png."
+    out = Path(out); fn = out/'slide.tif'
+    if fn.exists() and not overwrite: raise HistoError(f"{fn} exists: pass --overwrite to replace it.")
+    m = slide_truth(seed)
+    if src is not None: folder_patches(src, 1, 0)  # a wrong folder fails before anything is made
+    check_writable(out, is_dir=True); out.mkdir(parents=True, exist_ok=True)
+    synth_slide(fn, m, seed=seed, src=src, **kwargs)
+    with atomic_path(out/'truth.csv') as p: np.savetxt(p, m, fmt='%d', delimiter=',')
+    with atomic_path(out/'truth.png') as p: Image.fromarray(np.uint8((m+1)*127.5).repeat(8, 0).repeat(8, 1)).save(p)
+    return fn

@@ -128,6 +128,12 @@ def test_help(cmd):
 def test_user_error_is_one_line(tmp_path):
     one_line(histo('train', tmp_path/'missing', '--out', tmp_path/'o', ok=False), 'does not exist')
 
+def test_synth_slide_from_a_folder_errors_are_one_line(pcam, tmp_path):
+    "`histo synth --from DIR` needs --format slide and a folder with 0/ and 1/: one line each, nothing made."
+    one_line(histo('synth', tmp_path/'a', '--from', pcam/'valid', ok=False), '--format slide')
+    one_line(histo('synth', tmp_path/'b', '--format', 'slide', '--from', pcam, ok=False), str(pcam/'1'), 'holds no images')
+    assert not (tmp_path/'a').exists() and not (tmp_path/'b').exists()
+
 def test_one_parameter_source_from_any_folder(kaggle_data, tmp_path):
     "Issue 12's check, from a folder outside the checkout: a packaged recipe works, bad names and values fail first."
     histo('train', kaggle_data, '--out', tmp_path/'cb', '--recipe', 'cpu-best', '--epochs', 1, cwd=tmp_path, umask=0o022)

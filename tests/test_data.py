@@ -125,10 +125,18 @@ def test_drop_outliers(kcopy):
 
 
 # --- the real sample -------------------------------------------------------------------------------------------
-def test_pcam_sample_items(pcam):
+def test_pcam_mini_is_real_balanced_and_duplicate_free(pcam):
+    "samples/pcam-mini: 2,000 train + 500 valid PCam patches (train/valid splits only), balanced, 96x96 JPEG, no picture twice, <= 15 MB."
+    import hashlib
+    from pathlib import Path
     tr, va = patches.load_items(pcam, 'train'), patches.load_items(pcam, 'valid')
-    assert (len(tr), len(va)) == (20000, 3000)
-    assert tr.label.mean()==0.5 and va.label.mean()==0.5
+    assert (len(tr), len(va)) == (2000, 500) and tr.label.mean() == va.label.mean() == 0.5
+    files = [Path(s) for s in pd.concat([tr, va]).src]
+    assert all(f.suffix == '.jpg' and f.name.startswith('patch') for f in files)     # PCam's test split is named testNNN
+    assert not set(tr.id) & set(va.id) and sorted(p.name for p in pcam.iterdir()) == ['README.md', 'train', 'valid']
+    assert len({hashlib.sha1(f.read_bytes()).hexdigest() for f in files}) == len(files)   # no byte-identical pair
+    assert sum(f.stat().st_size for f in files) <= 15e6
+    with Image.open(files[0]) as im: assert (im.format, im.size, im.mode) == ('JPEG', (96, 96), 'RGB')
 
 # --- issue 15: the remaining bad inputs, each one line naming the culprit ----------------------------------------
 def _h5(root, x, y=None):

@@ -54,3 +54,14 @@ def test_recipes_check_as_train_parameters():
         p = check_params({k:v for k,v in s.items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
     p = check_params({k:v for k,v in load_settings(packaged_settings, 'cpu-best').items() if k not in ('tta','infer_bs','settings_file','recipe')})
     assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema']) == (96, True, True, 0, 0.998)
+
+def test_the_demo_settings():
+    "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
+    from histo_lib.core import load_settings
+    from histo_lib.train import check_params
+    s = load_settings(ROOT/'settings.ini', 'demo')
+    assert (s['data'], s['out']) == ('samples/pcam-mini', 'runs/demo') and (ROOT/s['data']/'valid'/'1').is_dir()
+    p = check_params({k:v for k,v in s.items() if k not in ('data','out','tta','infer_bs','settings_file','recipe')}, where='demo')
+    assert (p['keep'], p['patience']) == ('last', 0)   # valid/ chooses nothing: the demo's AUC is a held-out figure
+    assert load_settings(ROOT/'settings.ini')['crop'] == load_settings(ROOT/'histo_lib'/'settings.ini')['crop']   # [DEFAULT] is the packaged one's
+    assert '--recipe demo' in (ROOT/'dev.sh').read_text()

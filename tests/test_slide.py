@@ -225,3 +225,22 @@ def test_pcam_mosaic(pcam, tmp_path):
     assert (cell_of >= 0).all()                         # no glass cell predicted
     assert len(tiles) >= 0.85*(cells >= 0).sum()        # real tissue found (a few PCam patches are nearly blank)
     assert info['tissue']['saturation_threshold'] <= 0.1
+
+def test_real_slide_tile_auc_is_patch_auc(pcam, pcam_run, tmp_path):
+    "`histo synth --format slide --from DIR`: a slide of real PCam patches on which a real model's tile AUC is its patch AUC."
+    from histo_lib.synth import folder_patches
+    from histo_lib.infer import predict
+    from conftest import histo
+    histo('synth', tmp_path/'s', '--format', 'slide', '--seed', 7, '--from', pcam/'valid')
+    m = np.loadtxt(tmp_path/'s'/'truth.csv', delimiter=',', dtype=int)
+    predict_slides([pcam_run], [tmp_path/'s'/'slide.tif'], tmp_path/'out', backend='torch', **Q)
+    tiles = pd.read_csv(tmp_path/'out'/'slide'/'tiles.csv')
+    r, c = tiles.y//96, tiles.x//96
+    assert (m[r, c] >= 0).all() and len(tiles) >= 0.95*(m >= 0).sum()    # tissue found, glass skipped
+    n1, n0 = int((m==1).sum()), int((m==0).sum())                          # the patches the slide holds, cell by cell
+    x = np.concatenate([folder_patches(pcam/'valid', 1, n1, (7, 1)), folder_patches(pcam/'valid', 0, n0, (7, 0))])
+    grid = np.full(m.shape, np.nan); grid[m==1], grid[m==0] = np.split(predict([pcam_run], x, **Q), [n1])
+    assert np.abs(grid[r, c] - tiles.prob).max() < 0.1                     # each tile scored as its patch (JPEG tiles:
+                                                                           # up to 0.054 for the demo's model)
+    tile_auc, patch_auc = roc_auc_score(m[r, c], tiles.prob), roc_auc_score(m[m>=0], grid[m>=0])
+    assert patch_auc > 0.65 and abs(tile_auc - patch_auc) < 0.01, (tile_auc, patch_auc)
