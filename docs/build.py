@@ -252,7 +252,7 @@ def api_page(mod:str, m, nb_name:str|None)->str|None:
 # ---------------------------------------------------------------- command line
 def cli_page()->str:
     os.environ['COLUMNS'] = '88'   # argparse wraps to this: the width of the page's code blocks
-    from histo_lib.cli import build_parser
+    from histo_lib.args import build_parser
     ap = build_parser()
     subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
     lines = ['# histo: the command line', '',

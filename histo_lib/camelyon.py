@@ -18,7 +18,7 @@ from .annotations import read_annotations, find_annotation, annotation_mask, wri
 
 # %% auto #0
 __all__ = ['camelyon_px_um', 'margin_um', 'itc_um', 'froc_fps', 'detect_radius_um', 'detect_min_prob', 'slide_stats',
-           'evaluation_mask', 'itc_labels', 'slide_truth', 'lesion_hits', 'froc_curve', 'froc_points', 'nms',
+           'evaluation_mask', 'itc_labels', 'lesion_truth', 'lesion_hits', 'froc_curve', 'froc_points', 'nms',
            'read_slide_out', 'slide_mpp', 'slide_detections', 'load_truth', 'evaluate_slide', 'slide_auc', 'summarise',
            'plot_froc', 'plot_slide_roc', 'report_md', 'write_report', 'evaluate_slides', 'report_outcome',
            'plot_slide_eval']
@@ -48,7 +48,7 @@ def itc_labels(lab:np.ndarray, # labelled evaluation mask
     return [int(p.label) for p in measure.regionprops(lab) if p.axis_major_length*px_um < itc_um]
 
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-11
-def slide_truth(polys:list, # from `annotations.read_annotations`
+def lesion_truth(polys:list, # from `annotations.read_annotations`
                 size_l0, # the slide's (width, height) in level-0 pixels
                 mpp:float, # its microns per level-0 pixel
                 px_um:float=camelyon_px_um, # microns per evaluation pixel
@@ -173,7 +173,7 @@ def evaluate_slide(name:str, # the slide's name (its output folder's)
     "One slide's label, score, lesion candidates and Camelyon16 counts (lesions, ITCs, lesions hit, false positives)."
     mpp = slide_mpp(info)
     det = slide_detections(info, tiles, radius_um, min_prob, mpp)
-    lab, itcs, ds = slide_truth(polys, info['size_l0'], mpp, px_um)
+    lab, itcs, ds = lesion_truth(polys, info['size_l0'], mpp, px_um)
     fp, best = lesion_hits(det['x'], det['y'], det['prob'], lab, itcs, ds)
     les = np.setdiff1d(np.arange(1, lab.max()+1), itcs)
     sc = (info.get('score') or {}).get(score)

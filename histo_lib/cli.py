@@ -1,4 +1,4 @@
-"""`histo`: synth, info, train, predict, slide, evaluate, check-submission and explain, with defaults from `settings.ini` that every flag overrides.
+"""`histo`: synth, info, train, predict, slide, extract, evaluate, evaluate-slides, check-submission, explain and view, with defaults from `settings.ini` that every flag overrides.
 
 Docs: https://histo-lib.github.io/histo_lib/cli.html.md"""
 
@@ -6,195 +6,17 @@ Docs: https://histo-lib.github.io/histo_lib/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #06-cli-002
 from __future__ import annotations
-import sys, os, json, time, argparse, warnings, signal, threading, functools
+import sys, os, json, time, warnings, signal, threading
 from pathlib import Path
 # fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
 from .core import (HistoError, load_settings, show_some, set_threads, stratified_sample, check_writable, set_progress,
-                            keep_freed_memory, declared, declared_params, suggest, packaged_settings, check_values)
+                            keep_freed_memory, declared, suggest, packaged_settings, check_values)
+from .args import build_parser, flag_params
 
 # %% auto #0
-__all__ = ['run_param_owners', 'owned_choices', 'command_help', 'commands', 'flag_params', 'choices', 'add_run_flags',
-           'build_parser', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict',
-           'cmd_check_submission', 'cmd_slide', 'cmd_extract', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain',
-           'cmd_view', 'main']
-
-# %% ../nbs/11_cli.ipynb #06-cli-005
-run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions `train.run_params` reads, in its order (found through `train`'s imports)
-
-@functools.cache
-def flag_params()->dict:
-    "`train.run_params()` read from the source, without importing torch: name -> types, default, doc and owner."
-    res = {}
-    for f in run_param_owners:
-        for k,d in declared_params('train', f).items():
-            if k not in res and d['types']: res[k] = {**d, 'owner': f}
-    return res
-
-owned_choices = dict(tta=('transforms', 'tta_names'), backend=('infer', 'backends'), ensemble=('infer', 'ensemble_methods'),
-                     reader=('wsi', 'slide_readers'), partial=('extract', 'partial_rules'))  # flag -> (module, name) of the tuple that declares its choices
-
-def choices(flag:str # a key of `owned_choices`
-           )->tuple:
-    "The choices of `--flag`, as the module that owns them declares them."
-    return declared(*owned_choices[flag])
-
-def _add_data_args(p):
-    p.add_argument('--layout', default=None, choices=['auto','kaggle','folder','h5','images','csv'], help='force the data layout (default: detected)')
-    p.add_argument('--settings', default=None, help='settings.ini to read defaults from (default: ./settings.ini or a parent\'s)')
-    p.add_argument('--recipe', default=None, help='a named section of settings.ini whose values override [DEFAULT]')
-
-def _add_tta(p):
-    p.add_argument('--tta', default=None, choices=choices('tta'), help='test-time augmentation (default: settings tta)')
-    p.add_argument('--backend', default='auto', choices=choices('backend'),
-                   help='inference engine: auto = ONNX Runtime on CPU when installed (the onnx extra), else PyTorch (default: auto)')
-
-def _add_progress(p):
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--progress', dest='progress', action='store_const', const='bar', default=None,
-                   help="fastai's progress bars even when stdout is not a terminal (default: bars in a terminal, one line per epoch or phase otherwise)")
-    g.add_argument('--quiet', dest='progress', action='store_const', const='none', help='no per-epoch or per-phase progress lines')
-
-def add_run_flags(p:argparse.ArgumentParser):
-    "A flag for each run parameter (`flag_params`): its doc is the help; values are checked by `train`."
-    for k,d in flag_params().items():
-        if k in ('data', 'out'): continue
-        flag, help = '--'+k.replace('_', '-'), f"{d['doc']} (default: settings, else {d['default']})"
-        if bool in d['types']: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
-        else: p.add_argument(flag, default=None, metavar=k.upper(), help=help)
-
-def _flags_synth(p):
-    p.add_argument('out', help='folder to create')
-    p.add_argument('--n-train', type=int, default=2000); p.add_argument('--n-test', type=int, default=500)
-    p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--format', default='kaggle', choices=['kaggle','folder','h5','slide'],
-                   help='layout to write; slide: OUT/slide.tif, a small pyramidal whole-slide TIFF, with its truth map OUT/truth.csv and OUT/truth.png')
-    p.add_argument('--from', dest='src', default=None, metavar='DIR',
-                   help='with --format slide: fill the slide with real patches from DIR/0/ and DIR/1/ (one split of an ImageFolder, e.g. samples/pcam-mini/valid)')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing, different synthetic dataset at OUT')
-
-def _flags_info(p):
-    p.add_argument('data'); _add_data_args(p)
-    p.add_argument('--json', action='store_true', help='print the summary as JSON')
-    p.add_argument('--report', default=None, help='CSV to write listing every unusable or converted image (default: none)')
-
-def _flags_train(p):
-    p.add_argument('data', nargs='?', default=None, help='dataset folder (Kaggle, ImageFolder or PCam HDF5; default: settings data)')
-    p.add_argument('--out', default=None, help='run folder: model.safetensors, model.json, history.csv, curves.png, checkpoints/ (default: settings out)')
-    p.add_argument('--settings', default=None, help="settings.ini to read defaults from (default: ./settings.ini or a parent's, over the packaged one)")
-    p.add_argument('--recipe', default=None, help='a named recipe (packaged, e.g. cpu-best, or a section of your settings.ini)')
-    add_run_flags(p); _add_progress(p)
-
-def _flags_predict(p):
-    p.add_argument('paths', nargs='+', metavar='RUN_DIR [RUN_DIR ...] DATA', help='one or more run folders (an ensemble), then the data')
-    p.add_argument('--out', required=True, help='submission CSV to write (atomically)')
-    _add_tta(p)
-    p.add_argument('--ensemble', default='mean', choices=choices('ensemble'), help='how several models are combined')
-    p.add_argument('--split', default='test', help='split of DATA to predict (default: test)')
-    p.add_argument('--sample-submission', default=None, help='sample submission fixing ids and order (default: DATA/sample_submission.csv)')
-    p.add_argument('--bs', type=int, default=None, help='images per batch (default: settings infer_bs)')
-    p.add_argument('--nproc', type=int, default=1, help='processes sharing the items (the dist extra): one per GPU, else CPU processes; 0: one per GPU (default: 1)')
-    _add_data_args(p); _add_progress(p)
-
-def _flags_slide(p):
-    p.add_argument('paths', nargs='+', metavar='RUN_DIR [RUN_DIR ...] SLIDE [SLIDE ...]',
-                   help='run folders (they hold model.json; several make an ensemble), then slide files or folders of slides')
-    p.add_argument('--out', required=True, help='output folder: one sub-folder per slide, named after it')
-    p.add_argument('--tile', type=int, default=None, help="tile side in pixels at the model's resolution (default: 96, the patch size)")
-    p.add_argument('--stride', type=int, default=None, help='step between tiles, same units (default: the tile; smaller overlaps)')
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--level', type=int, default=None, help="read this pyramid level as it is, ignoring MPP")
-    g.add_argument('--mpp', type=float, default=None,
-                   help="the slides' microns per level-0 pixel, overriding their metadata (needed when it has none)")
-    _add_tta(p)
-    p.add_argument('--threshold', type=float, default=0.5, help='tumour probability threshold for regions and counts (default: 0.5)')
-    p.add_argument('--smooth', type=float, default=1., help='regions: Gaussian sigma in grid cells (tiles, or strides when they overlap) smoothing the probabilities over tissue before the threshold; 0: none (default: 1)')
-    p.add_argument('--min-area', type=float, default=10_000., help='regions: drop those smaller than this many µm² (default: 10000, just over one 96-px tile at 0.972 µm/px)')
-    p.add_argument('--ensemble', default='mean', choices=choices('ensemble'), help='how several models are combined')
-    p.add_argument('--reader', default='auto', choices=choices('reader'), help='slide reader (default: OpenSlide, else tiffslide)')
-    p.add_argument('--bs', type=int, default=None, help='tiles per batch (default: settings infer_bs)')
-    p.add_argument('--overwrite', action='store_true', help='redo slides that already have OUT/<name>/slide.json')
-    p.add_argument('--settings', default=None, help="settings.ini to read defaults from (default: ./settings.ini or a parent's)")
-    p.add_argument('--recipe', default=None, help='a named section of settings.ini whose values override [DEFAULT]')
-    _add_progress(p)
-
-def _flags_evaluate(p):
-    p.add_argument('run_dir'); p.add_argument('data')
-    p.add_argument('--out', required=True, help='report folder: report.json, report.md, roc.png, confusion.png, errors.png')
-    p.add_argument('--split', default=None, help='labelled split (default: valid if present, else test with test_labels.csv, else train)')
-    p.add_argument('--labels', default=None, help='CSV id,label for an unlabelled split (default: DATA/test_labels.csv for test)')
-    p.add_argument('--sample', type=int, default=None, help='evaluate a stratified, seeded sample of N items')
-    p.add_argument('--seed', type=int, default=None)
-    p.add_argument('--threshold', type=float, default=None, help='probability at or above which an item is called tumour (default: 0.5)')
-    p.add_argument('--threshold-from', default=None, metavar='REPORT_JSON',
-                   help="apply the threshold an earlier `histo evaluate` chose (its report.json or folder) at --operating-point, and report what it gets here")
-    p.add_argument('--operating-point', default=None, metavar='spec90|spec95|spec99',
-                   help='which of that report\'s operating points (default: spec95, the threshold that kept 95%% specificity there)')
-    p.add_argument('--bs', type=int, default=None); _add_tta(p); _add_data_args(p); _add_progress(p)
-
-def _flags_check_submission(p):
-    p.add_argument('submission'); p.add_argument('--sample-submission', default=None)
-
-def _flags_view(p):
-    p.add_argument('out_dir', metavar='OUT_DIR', help="`histo slide`'s output folder (OUT/<slide>/slide.json)")
-    p.add_argument('--port', type=int, default=8000, help='port to listen on (default: 8000; 0: a free one)')
-    p.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1, this machine only)')
-    p.add_argument('--report', default=None, help="`histo evaluate-slides`' report folder: labels, lesion hits, truth outlines (default: OUT_DIR/report if present)")
-    p.add_argument('--slides', default=None, help="folder holding the slides, when they are no longer where slide.json says")
-    p.add_argument('--reader', default='auto', choices=choices('reader'), help='slide reader (default: OpenSlide, else tiffslide)')
-    p.add_argument('--threads', type=int, default=4, help='tiles read at once, at most (default: 4)')
-    p.add_argument('--cache-mb', type=float, default=64, help='memory for recently served tiles, in MiB (default: 64)')
-
-def _flags_explain(p):
-    p.add_argument('run_dir'); p.add_argument('data'); p.add_argument('--out', required=True, help='PNG to write')
-    p.add_argument('--n', type=int, default=16, help='patches to show'); p.add_argument('--split', default=None)
-    p.add_argument('--seed', type=int, default=None); _add_data_args(p)
-
-def _flags_evaluate_slides(p):
-    p.add_argument('slide_out', help="histo slide's --out folder"); p.add_argument('--truth', required=True, help='annotations: <slide>.geojson, .json or .xml (none: a normal slide)')
-    p.add_argument('--out', required=True, help='report folder: slides.csv, detections.csv, report.json/md, froc.png, slide_roc.png')
-    p.add_argument('--score', default='max', choices=declared('camelyon', 'slide_stats'), help="the slide.json score that ranks slides (default: max)")
-    p.add_argument('--radius', type=float, default=declared('camelyon', 'detect_radius_um'), help='NMS radius of lesion candidates in µm (default: %(default)g)')
-
-def _flags_extract(p):
-    p.add_argument('slides', nargs='+', metavar='SLIDE', help='slide files or folders of slides')
-    p.add_argument('--truth', required=True, help='folder of annotations named after the slides (QuPath .geojson/.json, ASAP .xml); a slide without one is all normal')
-    p.add_argument('--out', required=True, help='dataset folder (Kaggle layout) to make, or to resume')
-    p.add_argument('--per-slide', type=int, help='patches per slide at most: half tumour, half normal (default: 1000)')
-    p.add_argument('--tile', type=int, help="patch side in pixels at the patches' resolution (default: 96)"); p.add_argument('--stride', type=int, help='grid step, same units (default: 32)')
-    p.add_argument('--mpp', type=float, help="microns per pixel of the patches (default: PCam's 0.972); train with the same --mpp")
-    p.add_argument('--slide-mpp', type=float, help="the slides' microns per level-0 pixel, overriding their metadata")
-    p.add_argument('--partial', choices=choices('partial'), help='a centre 32x32 partly tumour is skipped (default), tumour (any: PCam) or tumour when half is (majority)')
-    p.add_argument('--seed', type=int); p.add_argument('--reader', default='auto', choices=choices('reader')); p.add_argument('--overwrite', action='store_true', help='start OUT again')
-
-command_help = {
-    'synth': 'write the built-in synthetic dataset (Kaggle layout by default), or a test slide',
-    'info': 'dataset summary: layout, sizes, class balance, outliers, duplicates',
-    'train': 'train a model and save its artefact in RUN_DIR',
-    'predict': 'write submission.csv (probabilities) for a test set',
-    'slide': 'whole-slide inference (the slide extra): heat map, tumour regions (GeoJSON) and slide score per slide',
-    'evaluate': 'report accuracy, ROC AUC, confusion matrix and pictures on a labelled set',
-    'check-submission': 'validate a submission CSV and name every problem',
-    'explain': 'Grad-CAM heatmaps of patches as a PNG grid (the extras extra)',
-    'evaluate-slides': "score histo slide's outputs against annotations as Camelyon16 did: slide AUC and lesion FROC",
-    'extract': 'a training set (Kaggle layout) from annotated slides (the slide extra)',
-    'view': "a slide viewer in the browser over `histo slide`'s outputs (the slide extra)",
-}  # each command's one-line help, for `histo --help`
-_command_flags = {'synth': _flags_synth, 'info': _flags_info, 'train': _flags_train, 'predict': _flags_predict, 'slide': _flags_slide, 'evaluate': _flags_evaluate, 'check-submission': _flags_check_submission, 'explain': _flags_explain, 'evaluate-slides': _flags_evaluate_slides, 'extract': _flags_extract, 'view': _flags_view}
-
-def build_parser(cmd:str|None=None # make only this command's flags (all that `histo CMD ...` needs, and quicker); None: every command's
-                )->argparse.ArgumentParser:
-    "The `histo` argument parser."
-    ap = argparse.ArgumentParser(prog='histo', description='Find metastatic cancer in 96x96 H&E lymph-node patches (Kaggle / PCam).')
-    ap.add_argument('--version', action='version', version=_version())
-    sub = ap.add_subparsers(dest='cmd', metavar='COMMAND', required=True)
-    for k, help in command_help.items():
-        p = sub.add_parser(k, help=help)
-        if cmd in (None, k): _command_flags[k](p)
-    return ap
-
-def _version():
-    import histo_lib; return f'histo_lib {histo_lib.__version__}'
+__all__ = ['commands', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict', 'cmd_check_submission', 'cmd_slide',
+           'cmd_extract', 'cmd_evaluate', 'cmd_evaluate_slides', 'cmd_explain', 'cmd_view', 'main']
 
 # %% ../nbs/11_cli.ipynb #06-cli-007
 def infer_settings()->tuple:

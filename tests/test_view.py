@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import histo_cmd
 
 pytest.importorskip('openslide'); pytest.importorskip('starlette'); pytest.importorskip('uvicorn')
-from histo_lib.cli import slide_truth
+from histo_lib.synth import slide_truth
 from histo_lib.core import write_json
 from histo_lib.regions import tumour_regions
 from histo_lib.synth import synth_slide
