@@ -62,13 +62,14 @@ def test_predict_and_check(work, run_dir, kaggle_data, tmp_path):
 
 def test_ensemble_rank_of_two_runs(work, run_dir, kaggle_data, tmp_path):
     "`--ensemble rank` of two different runs is the mean of their ranks / N, which is not the mean of their probabilities."
+    import torch
     from safetensors.torch import load_file, save_file
     from scipy.stats import rankdata
     run2 = tmp_path/'run2'; shutil.copytree(run_dir, run2, ignore=shutil.ignore_patterns('checkpoints'))
     sd = load_file(run2/'model.safetensors')
     g = np.random.default_rng(0)
-    save_file({k: v + 0.5*v.std().nan_to_num()*__import__('torch').from_numpy(g.standard_normal(tuple(v.shape))).to(v.dtype) if v.is_floating_point() and v.numel()>1 else v
-               for k,v in sd.items()}, run2/'model.safetensors')
+    noise = lambda v: torch.from_numpy(g.standard_normal(tuple(v.shape))).to(v.dtype)*v.std()*0.5
+    save_file({k: v + noise(v) if v.is_floating_point() and v.ndim>=2 else v for k,v in sd.items()}, run2/'model.safetensors')  # conv and dense weights moved
     p = [pd.read_csv(histo_predict(work, r, kaggle_data, tmp_path/f'p{i}.csv')).label.values for i,r in enumerate((run_dir, run2))]
     assert rankdata(p[0]).tolist()!=rankdata(p[1]).tolist()                                 # two models that order items differently
     ens = pd.read_csv(histo_predict(work, [run_dir, run2], kaggle_data, tmp_path/'ens.csv', '--ensemble', 'rank'))
