@@ -232,14 +232,14 @@ class HistoDataBlock(DataBlock):
         dsets.table, dsets.table_splits = items.drop(columns='is_valid', errors='ignore'), (tr, va)
         return dsets
     def fit_split(self, items:pd.DataFrame, # the items table
-            tr:np.ndarray, va:np.ndarray, # the split's positions in it
-            where, # what messages name: the source
-           )->tuple[np.ndarray, np.ndarray]:
+                  tr:np.ndarray, va:np.ndarray, # the split's positions in it
+                  where, # the source, which messages name
+                 )->tuple[np.ndarray, np.ndarray]:
         "Checks and fits on the training split only: both classes on each side, outlier drop, stain normaliser, statistics; then `refit`."
-        o = self.opts
+        o, folder = self.opts, where if isinstance(where, (str, Path)) else None
         given = 'is_valid' in items and items['is_valid'].any()
-        how = f"from {o['valid'] or Path(where)/'valid'}" if given and isinstance(where, (str, Path)) else 'given' if given else f"valid_pct={o['valid_pct']}" + (f", grouped by {o['groups']}" if o['groups'] else '')
-        _two_classes(items['label'].values[tr], f"The training split ({len(tr)} items) of {where if isinstance(where, (str, Path)) else 'the items'}")
+        how = (f"from {o['valid'] or Path(folder)/'valid'}" if folder else 'given') if given else f"valid_pct={o['valid_pct']}" + (f", grouped by {o['groups']}" if o['groups'] else '')
+        _two_classes(items['label'].values[tr], f"The training split ({len(tr)} items) of {folder or 'the items'}")
         _two_classes(items['label'].values[va], f"The validation split ({len(va)} items, {how})")
         store, srcs = self.store, items['src'].astype(str).values
         if o['drop_outliers']:
