@@ -228,6 +228,7 @@ class HistoDataBlock(DataBlock):
         items = self.get_items(source)
         tr, va = self.fit_split(items, *map(np.asarray, self.splitter(items)), source)
         self.labels.add(items)
+        torch.manual_seed(self.opts['seed'])  # the shuffling and augmentation, whichever door: `Datasets` and the loaders draw from here on
         dsets = Datasets(items['src'].astype(str).tolist(), tfms=self._combine_type_tfms(), splits=(tr, va), dl_type=self.dl_type, n_inp=self.n_inp, verbose=verbose)
         dsets.table, dsets.table_splits = items.drop(columns='is_valid', errors='ignore'), (tr, va)
         return dsets
@@ -258,7 +259,6 @@ class HistoDataBlock(DataBlock):
                    )->HistoDataLoaders:
         if (bad := sorted(set(kwargs) - dl_keywords())): raise HistoError(f"dataloaders got an unknown keyword '{bad[0]}'.{suggest(bad[0], dl_keywords() | {'bs', 'num_workers', 'path', 'verbose'})}")
         dsets = self.datasets(source, verbose=verbose)
-        torch.manual_seed(self.opts['seed'])  # the shuffling and augmentation, whichever door
         kw = dict(bs=bs, val_bs=bs*2, drop_last=len(dsets.train)>bs, num_workers=num_workers, **{**self.dls_kwargs, **kwargs})
         dls = dsets.dataloaders(path=path, after_item=self.item_tfms, after_batch=self.batch_tfms, verbose=verbose, **kw)
         dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
