@@ -2,7 +2,8 @@
 # histo_lib's two entry points, for a fresh machine with only python3 and pip:
 #   ./dev.sh demo   set up .venv, then on the real PCam patches in samples/pcam-mini: info -> train -> predict (TTA) ->
 #                   evaluate -> check the submission
-#   ./dev.sh test   set up .venv, then the whole test suite: ruff, pytest over tests/ (2 processes) and nbdev-test over nbs/
+#   ./dev.sh test   set up .venv, build the docs site when _docs/ has none (tests/test_docs.py opens it), then the whole
+#                   test suite: ruff, pytest over tests/ (2 processes) and nbdev-test over nbs/
 #                   (./dev.sh test PYTEST_ARGS: ruff and that pytest selection only)
 # Other sub-commands: setup, export (nbdev-export), readme (render README.md from nbs/index.ipynb).
 set -euo pipefail
@@ -54,6 +55,8 @@ run_tests() {
   setup
   local t0=$SECONDS failed=() nb_log nb_pid rc=0
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HISTO_THREADS=${HISTO_THREADS:-1}
+  # the site tests/test_docs.py opens in Chromium: built (./dev.sh docs) when missing, so its browser tests never skip here
+  if [ ! -f _docs/index.html ]; then echo "== no _docs/index.html: building the site first"; docs || failed+=(docs); fi
   echo "== ruff check --select F401,F811,F841 histo_lib/"
   "$VENV/bin/ruff" check --quiet --select F401,F811,F841 histo_lib/ || failed+=(ruff)
   if [ $# -eq 0 ]; then

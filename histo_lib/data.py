@@ -6,28 +6,29 @@ Docs: https://histo-lib.github.io/histo_lib/data.html.md"""
 
 # %% ../nbs/02e_data.ipynb #02e-003
 from __future__ import annotations
+import inspect
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from fastcore.basics import store_attr
 from fastcore.foundation import L
-from fastai.data.core import TfmdDL, DataLoaders
+from fastai.data.core import TfmdDL, DataLoaders, Datasets, FilteredBase
 from fastai.data.block import DataBlock, TransformBlock, CategoryBlock
-from fastai.data.transforms import IntToFloatTensor
-from fastai.data.load import fa_collate
+from fastai.data.transforms import IntToFloatTensor, broadcast_vec
+from fastai.data.load import fa_collate, DataLoader
 from fastai.torch_core import TensorImage
 from fasttransform import Transform
-from .core import HistoError, show_some, patch_size
+from .core import HistoError, show_some, patch_size, suggest
 from .stain import normalize_batch, stain_normalize, fit_stain_norm
 from .patches import detect_layout, load_items, has_split, split_dirs, check_labelled, valid_items
-from .cache import read_patches, decode_items, Rows
+from .cache import read_patches, decode_items
 from .audit import outlier_flags
 from .transforms import PatchCrop, PatchNormalize, histo_tfms, channel_stats
 
 # %% auto #0
 __all__ = ['class_names', 'read_groups', 'split_items', 'histo_splitter', 'PatchStore', 'PatchReader', 'HistoDL', 'LabelOf',
-           'HistoItems', 'HistoSplitter', 'HistoDataBlock', 'histo_dblock', 'HistoDataLoaders', 'histo_dls',
-           'array_dls']
+           'dataset_items', 'HistoItems', 'HistoSplitter', 'dl_keywords', 'HistoDataBlock', 'histo_dblock',
+           'HistoDataLoaders', 'histo_dls', 'array_dls']
 
 # %% ../nbs/02e_data.ipynb #02e-006
 def read_groups(fn:str|Path # a CSV with an `id` column and a `slide` (or `group`, `wsi`, `patient`) column
@@ -98,6 +99,13 @@ class PatchStore:
             order = np.argsort(row[pos])
             out[pos[order]] = self.arrays[k][row[pos][order]]
         return out
+    def normalize(self, norm, # a fitted stain normalizer
+                  srcs, # the sources whose arrays it normalizes (once each), in memory from now on
+                 )->PatchStore:
+        "Stain-normalize the stored arrays that hold `srcs`; `norm` then also normalizes what is decoded on the fly."
+        for k in sorted({self.row[str(s)][0] for s in srcs}): self.arrays[k] = stain_normalize(self.arrays[k], norm)
+        self.norm = norm
+        return self
     def __getstate__(self):
         "A pickle (`learn.export`) keeps the stain normalizer, not the pixels: a loaded store decodes what it is asked for."
         return dict(arrays=[], row={}, norm=self.norm)
@@ -112,7 +120,14 @@ class _StoreRows:
     "Rows of the pixels of `srcs`, read from `store` when indexed."
     def __init__(self, store, srcs): self.store, self.srcs = store, list(srcs)
     def __len__(self): return len(self.srcs)
-    def __getitem__(self, idx): return self.store([self.srcs[i] for i in np.atleast_1d(idx)])
+    def __getitem__(self, idx):
+        idx = np.arange(len(self.srcs))[idx] if isinstance(idx, slice) else np.atleast_1d(idx)
+        return self.store([self.srcs[i] for i in idx])
+
+def _set_stats(tfm:PatchNormalize, stats:tuple):
+    "Give `tfm` the statistics `stats` (mean, std per channel, 0..1 units)."
+    tfm.stats = (list(stats[0]), list(stats[1]))
+    tfm.mean, tfm.std = broadcast_vec(1, 4, *stats, cuda=False)
 
 class HistoDL(TfmdDL):
     "A `TfmdDL` that reads a whole batch of patches in one gather (as fastai's `TabDataLoader` reads rows), then runs the batch transforms."
@@ -145,73 +160,140 @@ class LabelOf(Transform):
     def encodes(self, src:str|Path): return class_names[self.lbl[str(src)]]
     def __getstate__(self): return {**self.__dict__, 'lbl': {}}  # an exported learner predicts: it carries no training labels
 
+def _two_classes(labels, what:str):
+    "Raise unless `labels` hold both classes: one class trains nothing, and its ROC AUC (which picks the best epoch) is undefined."
+    y = np.asarray(labels, dtype=float); n1 = int((y==1).sum()); n0 = len(y)-n1
+    if not (n0 and n1): raise HistoError(f"{what} holds one class only ({n1} tumour, {n0} normal): training needs both, and ROC AUC is undefined without them. Fix the labels or the split.")
+
+def dataset_items(path:str|Path, # a dataset folder in any layout
+                  valid=None, # a validation folder or items CSV; None: the layout's own valid split
+                  layout:str='auto', # auto, kaggle, folder, h5 or images
+                 )->tuple[pd.DataFrame, pd.DataFrame|None]:
+    "The labelled training items of `path` and the validation items it names (None: none), each checked to hold both classes: how every reader of a dataset for training (`histo_dblock`, `histo_dls`, `distributed.decode_dataset`) lists it."
+    path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
+    items = check_labelled(load_items(path, 'train', layout), str(path))
+    _two_classes(items['label'], f"The training data of {path}")  # before decoding: fail in a second, not after an hour
+    vitems = valid_items(path, valid, layout)
+    if vitems is not None: _two_classes(vitems['label'], f"The validation set {valid or path/'valid'}")
+    return items, vitems
+
+def _twin(report, suffix:str='_valid'):
+    "The validation set's report file beside `report` (None: none)."
+    return None if report is None else Path(report).with_name(f'{Path(report).stem}{suffix}{Path(report).suffix}')
+
 class HistoItems:
-    "The `get_items` of `histo_dblock`: a dataset folder -> its training sources, then the validation ones it names, decoded into the store and labelled; sources pass through."
+    "The `get_items` of `histo_dblock`: a dataset folder -> its items table (`id`, `src`, `label`, and `is_valid` for the validation items it names), checked and decoded into the store; a table passes through, a list of sources is looked up in `items`."
     def __init__(self, store:PatchStore, # where a folder's decoded pixels go
-                 labels:LabelOf, # where its labels go
                  items:pd.DataFrame|None=None, # the items (`src`, `label`) of sources given as a list
-                 layout:str='auto', cache=None, skip_bad:bool=False, valid=None, # how a folder is read, as for `histo_dls`
-                ):
-        store_attr(); self.n_valid = 0; labels.add(items)
-    def __call__(self, source):
-        if not isinstance(source, (str, Path)): return [str(o) for o in source]
+                 layout:str='auto', cache=None, skip_bad:bool=False, valid=None, report=None, # how a folder is read, as for `histo_dls`
+                ): store_attr()
+    def __call__(self, source)->pd.DataFrame:
+        if isinstance(source, pd.DataFrame): return source.reset_index(drop=True)
+        if not isinstance(source, (str, Path)): return self.items_of(source)
         path = Path(source)
-        parts = [check_labelled(load_items(path, 'train', self.layout), str(path)), valid_items(path, self.valid, self.layout)]
-        parts = [self._decode(p) for p in parts if p is not None]
-        self.items, self.n_valid = pd.concat(parts, ignore_index=True), (len(parts[1]) if len(parts)>1 else 0)
-        self.labels.add(self.items)
-        return self.items['src'].astype(str).tolist()
-    def _decode(self, items):
-        x, items = decode_items(items, skip_bad=self.skip_bad, cache=self.cache)
+        items, vitems = dataset_items(path, self.valid, self.layout)
+        items = self._decode(items, self.report).assign(is_valid=False)
+        if vitems is None: return items
+        vitems = self._decode(vitems, _twin(self.report)).assign(is_valid=True)
+        overlap = set(vitems['id']) & set(items['id'])
+        if overlap and Path(self.valid or path).resolve()!=path.resolve(): raise HistoError(f"{len(overlap)} ids are in both the training and the validation data: {show_some(overlap)}.")
+        return pd.concat([items, vitems], ignore_index=True)
+    def _decode(self, items, report):
+        x, items = decode_items(items, skip_bad=self.skip_bad, cache=self.cache, report=report)
         self.store.add(items['src'], x)
         return items
     def items_of(self, srcs)->pd.DataFrame:
         "The rows of the items table for `srcs`, in their order."
+        if self.items is None: raise HistoError("histo_dblock was given sources without labels: pass a dataset folder, an items table (src, label), or items= with the sources.")
         it = self.items
         return it.set_index(it['src'].astype(str), drop=False).loc[[str(s) for s in srcs]].reset_index(drop=True)
 
 class HistoSplitter:
-    "The splitter of `histo_dblock`: the validation items a folder names, else `split_items` (by slide, else stratified random)."
-    def __init__(self, getter:HistoItems, # the block's `get_items`: it knows the items and how many are given as validation
-                 valid_pct:float=0.2, seed:int=42, groups=None, # as for `histo_splitter`
+    "The splitter of `histo_dblock`, a function of the items table (as fastai's `ColSplitter`): its `is_valid` rows when it has any, else `split_items` (by slide, else stratified random)."
+    def __init__(self, valid_pct:float=0.2, seed:int=42, groups=None, # as for `split_items`
                 ): store_attr()
-    def __call__(self, srcs):
-        return histo_splitter(self.getter.items_of(srcs), self.getter.n_valid, self.valid_pct, self.seed, self.groups)(srcs)
+    def __call__(self, items:pd.DataFrame)->tuple[np.ndarray, np.ndarray]:
+        if 'is_valid' in items and items['is_valid'].any():
+            v = items['is_valid'].values.astype(bool)
+            return np.flatnonzero(~v), np.flatnonzero(v)
+        return split_items(items, self.valid_pct, self.seed, self.groups)
 
+def dl_keywords()->set:
+    "The keywords fastai's `DataLoaders` take (`FilteredBase.dataloaders`, `TfmdDL`, `DataLoader` and its methods): what `HistoDataBlock.dataloaders` passes on."
+    fs = (FilteredBase.dataloaders, TfmdDL.__init__, DataLoader.__init__)
+    return {k for f in fs for k in inspect.signature(f).parameters} - {'self', 'kwargs', 'dataset'} | set(DataLoader._methods)
+
+# %% ../nbs/02e_data.ipynb #02e-012b
 class HistoDataBlock(DataBlock):
-    "fastai's `DataBlock`, whose `dataloaders` are `HistoDataLoaders` carrying what a model records."
-    def dataloaders(self, source, # a dataset folder in any layout, or sources (paths, `file.h5#i`)
+    "fastai's `DataBlock` whose `datasets` make the checks and fits of the training split after splitting (`fit_split`), and whose `dataloaders` are `HistoDataLoaders` carrying what a model records."
+    def datasets(self, source, # a dataset folder in any layout, an items table, or sources (paths, `file.h5#i`)
+                 verbose:bool=False)->Datasets:
+        items = self.get_items(source)
+        tr, va = self.fit_split(items, *map(np.asarray, self.splitter(items)), source)
+        self.labels.add(items)
+        torch.manual_seed(self.opts['seed'])  # the shuffling and augmentation, whichever door: `Datasets` and the loaders draw from here on
+        dsets = Datasets(items['src'].astype(str).tolist(), tfms=self._combine_type_tfms(), splits=(tr, va), dl_type=self.dl_type, n_inp=self.n_inp, verbose=verbose)
+        dsets.table, dsets.table_splits = items.drop(columns='is_valid', errors='ignore'), (tr, va)
+        return dsets
+    def fit_split(self, items:pd.DataFrame, # the items table
+                  tr:np.ndarray, va:np.ndarray, # the split's positions in it
+                  where, # the source, which messages name
+                 )->tuple[np.ndarray, np.ndarray]:
+        "Checks and fits on the training split only: both classes on each side, outlier drop, stain normaliser, statistics; then `refit`."
+        o, folder = self.opts, where if isinstance(where, (str, Path)) else None
+        given = 'is_valid' in items and items['is_valid'].any()
+        how = (f"from {o['valid'] or Path(folder)/'valid'}" if folder else 'given') if given else f"valid_pct={o['valid_pct']}" + (f", grouped by {o['groups']}" if o['groups'] else '')
+        _two_classes(items['label'].values[tr], f"The training split ({len(tr)} items) of {folder or 'the items'}")
+        _two_classes(items['label'].values[va], f"The validation split ({len(va)} items, {how})")
+        store, srcs = self.store, items['src'].astype(str).values
+        if o['drop_outliers']:
+            out = outlier_flags(_StoreRows(store, srcs[tr]))[['blank','dark']].any(axis=1).values
+            print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
+            tr = tr[~out]
+        if o['stain_norm'] not in (None, '', 'none'): store.normalize(fit_stain_norm(_StoreRows(store, srcs[tr]), o['stain_norm'], o['seed']), srcs)
+        norm = next(t for t in self.batch_tfms if isinstance(t, PatchNormalize))
+        _set_stats(norm, o['stats'] or channel_stats(_StoreRows(store, srcs[tr])))
+        if o['refit']: tr = np.concatenate([tr, va])  # after the fits above, which stay the training items'; validation still runs
+        return tr, va
+    def dataloaders(self, source, # a dataset folder in any layout, an items table, or sources (paths, `file.h5#i`)
                     bs:int=64, # training batch size (validation: twice that)
                     num_workers:int=0, # DataLoader worker processes (fastai's default is one per core)
                     path='.', verbose=False, **kwargs, # to fastai's: device, shuffle, ...
                    )->HistoDataLoaders:
+        if (bad := sorted(set(kwargs) - dl_keywords())): raise HistoError(f"dataloaders got an unknown keyword '{bad[0]}'.{suggest(bad[0], dl_keywords() | {'bs', 'num_workers', 'path', 'verbose'})}")
         dsets = self.datasets(source, verbose=verbose)
         kw = dict(bs=bs, val_bs=bs*2, drop_last=len(dsets.train)>bs, num_workers=num_workers, **{**self.dls_kwargs, **kwargs})
         dls = dsets.dataloaders(path=path, after_item=self.item_tfms, after_batch=self.batch_tfms, verbose=verbose, **kw)
         dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
         tfms = {type(t): t for t in dls.train.after_batch.fs}
         dls.stats, dls.crop, dls.stain_norm = tfms[PatchNormalize].stats, tfms[PatchCrop].crop, dls.train.store().norm
-        dls.items = dict(train=self.get_items.items_of(dls.train_ds.items), valid=self.get_items.items_of(dls.valid_ds.items))
+        dls.items = {k: dsets.table.iloc[dsets.table_splits[i]].reset_index(drop=True) for i,k in enumerate(('train', 'valid'))}
         return dls
 
 def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
-                 stats:tuple|None=None, # (mean, std) per channel in 0..1 units; None: the training items' own (`PatchNormalize`)
+                 stats:tuple|None=None, # (mean, std) per channel in 0..1 units; None: the training items' own
                  batch_tfms:list|None=None, # more batch transforms, run among `histo_tfms` by their `order`, the fastai way
-                 valid_pct:float=0.2, seed:int=42, groups=None, # the split when a folder names no validation items (`histo_splitter`)
-                 valid=None, layout:str='auto', cache=None, skip_bad:bool=False, # how a folder is read, as for `histo_dls`
+                 valid_pct:float=0.2, seed:int=42, groups=None, # the split when a folder names no validation items (`split_items`); `seed` also seeds the loaders
+                 valid=None, layout:str='auto', cache=None, skip_bad:bool=False, report=None, # how a folder is read, as for `histo_dls`
+                 drop_outliers:bool=False, stain_norm:str='none', refit:bool=False, # the fits on the training split, as for `histo_dls`
+                 shift:int=0, lighting:float=0.1, stain_aug:float=0., aug:bool=True, # the augmentation (`histo_tfms`)
                  store:PatchStore|None=None, # decoded pixels by source; None: an empty store that a folder's items fill
                  items:pd.DataFrame|None=None, # the labels (`src`, `label`) of sources given as a list
-                 splitter=None, # sources -> (train_idx, valid_idx); None: the split policy above
-                 **kwargs, # to `histo_tfms`: shift, lighting, stain_aug, aug
+                 splitter=None, # items table -> (train_idx, valid_idx); None: `HistoSplitter`
+                 **kwargs, # refused, naming the closest setting
                 )->HistoDataBlock:
-    "A fastai `DataBlock` of (uint8 patch, normal/tumour) built from settings; `summary` and `dataloaders` take a dataset folder in any layout."
+    "A fastai `DataBlock` of (uint8 patch, normal/tumour) built from settings; `summary` and `dataloaders` take a dataset folder in any layout, as `histo_dls` does."
     if isinstance(crop, PatchStore): raise HistoError("histo_dblock takes settings first (crop, stats, batch_tfms); pass store=, items=, splitter= by name.")
-    store = PatchStore() if store is None else store
-    labels = LabelOf(); getter = HistoItems(store, labels, items, layout, cache, skip_bad, valid)
-    return HistoDataBlock(blocks=(TransformBlock(type_tfms=PatchReader(store), batch_tfms=IntToFloatTensor, dl_type=HistoDL),
-                                  CategoryBlock(vocab=list(class_names))),
-                          get_items=getter, get_y=labels, splitter=splitter or HistoSplitter(getter, valid_pct, seed, groups),
-                          batch_tfms=histo_tfms(stats, crop, **kwargs) + list(batch_tfms or []))
+    if kwargs: k = next(iter(kwargs)); raise HistoError(f"histo_dblock got an unknown setting '{k}'.{suggest(k, inspect.signature(histo_dblock).parameters)}")
+    tfms = histo_tfms(stats, crop, shift=shift, lighting=lighting, stain_aug=stain_aug, aug=aug)  # checks crop and shift before any decoding
+    store, labels = PatchStore() if store is None else store, LabelOf()
+    db = HistoDataBlock(blocks=(TransformBlock(type_tfms=PatchReader(store), batch_tfms=IntToFloatTensor, dl_type=HistoDL),
+                                CategoryBlock(vocab=list(class_names))),
+                        get_items=HistoItems(store, items, layout, cache, skip_bad, valid, report), get_y=labels,
+                        splitter=splitter or HistoSplitter(valid_pct, seed, groups), batch_tfms=tfms + list(batch_tfms or []))
+    db.store, db.labels = store, labels
+    db.opts = dict(valid=valid, stats=stats, valid_pct=valid_pct, groups=groups, seed=seed, drop_outliers=drop_outliers, stain_norm=stain_norm, refit=refit)
+    return db
 
 class HistoDataLoaders(DataLoaders):
     "fastai `DataLoaders` that carry `stats`, `crop`, `stain_norm` (what a model records) and `items`, and whose `test_dl` also takes a dataset folder."
@@ -234,11 +316,6 @@ class HistoDataLoaders(DataLoaders):
         return res
 
 # %% ../nbs/02e_data.ipynb #02e-015
-def _two_classes(labels, what:str):
-    "Raise unless `labels` hold both classes: one class trains nothing, and its ROC AUC (which picks the best epoch) is undefined."
-    y = np.asarray(labels, dtype=float); n1 = int((y==1).sum()); n0 = len(y)-n1
-    if not (n0 and n1): raise HistoError(f"{what} holds one class only ({n1} tumour, {n0} normal): training needs both, and ROC AUC is undefined without them. Fix the labels or the split.")
-
 def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder, PCam HDF5)
               crop:int=64, # center crop in pixels, 32 to 96
               bs:int=32, # training batch size (validation: twice that)
@@ -260,38 +337,10 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
               stats:tuple|None=None, # (mean, std) to normalize with, e.g. pretrained weights'; None: the training items'
               device=None, # where batches and batch transforms go; None: fastai's default device
              )->HistoDataLoaders:
-    "fastai `DataLoaders` for the dataset at `data`, built by `histo_dblock`; `dls.stats`, `dls.crop`, `dls.items` say how."
-    path = Path(data)
-    layout = detect_layout(path) if layout=='auto' else layout
-    PatchCrop(crop, shift)  # checks crop and shift before any decoding
-    items = check_labelled(load_items(path, 'train', layout), str(path))
-    _two_classes(items['label'], f"The training data of {path}")  # before decoding: fail in a second, not after an hour
-    vitems = valid_items(path, valid, layout)
-    if vitems is not None: _two_classes(vitems['label'], f"The validation set {valid or path/'valid'}")
-    x, items = decode_items(items, skip_bad=skip_bad, cache=cache, report=report)
-    if vitems is not None:
-        vrep = None if report is None else Path(report).with_name(f'{Path(report).stem}_valid{Path(report).suffix}')
-        vx, vitems = decode_items(vitems, skip_bad=skip_bad, cache=cache, report=vrep)
-        overlap = set(vitems['id']) & set(items['id'])
-        if overlap and Path(valid or path).resolve()!=path.resolve(): raise HistoError(f"{len(overlap)} ids are in both the training and the validation data: {show_some(overlap)}.")
-    all_items = items if vitems is None else pd.concat([items, vitems], ignore_index=True)
-    tr, va = histo_splitter(all_items, 0 if vitems is None else len(vitems), valid_pct, seed, groups)(all_items['src'])
-    how = f"from {valid or path/'valid'}" if vitems is not None else f"valid_pct={valid_pct}" + (f", grouped by {groups}" if groups else '')
-    _two_classes(all_items['label'].values[tr], f"The training split ({len(tr)} items) of {path}")
-    _two_classes(all_items['label'].values[va], f"The validation split ({len(va)} items, {how})")
-    if drop_outliers:
-        out = outlier_flags(Rows(x, tr))[['blank','dark']].any(axis=1).values
-        print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
-        tr = tr[~out]
-    norm = None if stain_norm in (None, '', 'none') else fit_stain_norm(Rows(x, tr), stain_norm, seed)
-    if norm is not None: x, vx = stain_normalize(x, norm), (None if vitems is None else stain_normalize(vx, norm))
-    store = PatchStore(norm).add(items['src'], x)
-    if vitems is not None: store.add(vitems['src'], vx)
-    stats = stats or channel_stats(Rows(x, tr))
-    if refit: tr = np.concatenate([tr, va])  # after the fits above, which stay the training items'; validation still runs
-    torch.manual_seed(seed)
-    dblock = histo_dblock(crop, stats, store=store, items=all_items, splitter=lambda o: (tr, va), shift=shift, lighting=lighting, stain_aug=stain_aug)
-    return dblock.dataloaders(all_items['src'].astype(str).tolist(), bs=bs, num_workers=num_workers, device=device)
+    "fastai `DataLoaders` for the dataset at `data`: `histo_dblock(...).dataloaders(data)`, the settings spelt out; `dls.stats`, `dls.crop`, `dls.items` say how."
+    dblock = histo_dblock(crop, stats, valid_pct=valid_pct, seed=seed, groups=groups, valid=valid, layout=layout, cache=cache, skip_bad=skip_bad,
+                          report=report, drop_outliers=drop_outliers, stain_norm=stain_norm, refit=refit, shift=shift, lighting=lighting, stain_aug=stain_aug)
+    return dblock.dataloaders(data, bs=bs, num_workers=num_workers, device=device)
 
 # %% ../nbs/02e_data.ipynb #02e-026
 def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
@@ -302,13 +351,9 @@ def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
               seed:int=42, # seeds the shuffling and augmentation
               stats:tuple|None=None, # (mean, std); None: the training items'
               device=None, # where batches go
-              **kwargs, # `histo_tfms`: shift, lighting, stain_aug, aug
+              **kwargs, # `histo_dblock`'s: shift, lighting, stain_aug, aug, stain_norm, drop_outliers, ...
              )->DataLoaders:
-    "`histo_dls` for pixels already in memory (notebooks, tests): the same `DataBlock`, items named `mem:i`."
+    "`histo_dls` for pixels already in memory (notebooks, tests): the same `DataBlock` on an items table, items named `mem:i`."
     srcs = [f'mem:{i}' for i in range(len(x))]
-    items = pd.DataFrame(dict(id=srcs, src=srcs, label=np.asarray(y, dtype=float)))
-    va = np.asarray(valid_idx); tr = np.setdiff1d(np.arange(len(x)), va)
-    stats = stats or channel_stats(Rows(x, tr))
-    torch.manual_seed(seed)
-    dblock = histo_dblock(crop, stats, store=PatchStore().add(srcs, x), items=items, splitter=lambda o: (tr, va), **kwargs)
-    return dblock.dataloaders(srcs, bs=bs, device=device)
+    items = pd.DataFrame(dict(id=srcs, src=srcs, label=np.asarray(y, dtype=float), is_valid=np.isin(np.arange(len(x)), valid_idx)))
+    return histo_dblock(crop, stats, seed=seed, store=PatchStore().add(srcs, x), **kwargs).dataloaders(items, bs=bs, device=device)

@@ -13,7 +13,7 @@ import torch
 from fastcore.xtras import modified_env
 from fastai.torch_core import rank_distrib, num_distrib, distrib_barrier
 from .core import HistoError, require
-from .patches import load_items, detect_layout, check_labelled, valid_items
+from .data import dataset_items
 from .cache import cache_dir, cache_key, open_cache, new_cache, commit_cache, decode_into, bad_message, BadItems
 
 # %% auto #0
@@ -116,11 +116,9 @@ def decode_shared(items:pd.DataFrame, # the items `histo_dls` will decode (same 
 def decode_dataset(data:str|Path, # the dataset folder `histo_dls` reads
                    layout:str='auto', valid:str|None=None, cache:str|None=None, skip_bad:bool=False, # as for `histo_dls`
                   ):
-    "`decode_shared` for the training items and the validation items `histo_dls` will read from `data`."
-    path = Path(data)
-    layout = detect_layout(path) if layout=='auto' else layout
-    decode_shared(check_labelled(load_items(path, 'train', layout), str(path)), cache, skip_bad)
-    vitems = valid_items(path, valid, layout)
+    "`decode_shared` for the training items and the validation items `histo_dls` will read from `data` (`data.dataset_items`, its checks included)."
+    items, vitems = dataset_items(data, valid, layout)
+    decode_shared(items, cache, skip_bad)
     if vitems is not None: decode_shared(vitems, cache, skip_bad)
 
 # %% ../nbs/04a_distributed.ipynb #04a-dist-019

@@ -59,9 +59,28 @@ def test_predict_and_check(work, run_dir, kaggle_data, tmp_path):
     assert sub.label.between(0,1).all() and sub.label.nunique()>2                         # probabilities, not 0/1
     r = histo('check-submission', tmp_path/'sub.csv', '--sample-submission', kaggle_data/'sample_submission.csv')
     assert 'valid submission' in r.stdout
-    histo('predict', run_dir, run_dir, kaggle_data, '--out', tmp_path/'ens.csv', '--ensemble', 'rank', '--tta', 'none', cwd=work)
-    ens = pd.read_csv(tmp_path/'ens.csv')
-    assert list(ens.id)==list(sample.id) and ens.label.between(0,1).all()
+
+def test_ensemble_rank_of_two_runs(work, run_dir, kaggle_data, tmp_path):
+    "`--ensemble rank` of two different runs is the mean of their ranks / N, which is not the mean of their probabilities."
+    import torch
+    from safetensors.torch import load_file, save_file
+    from scipy.stats import rankdata
+    run2 = tmp_path/'run2'; shutil.copytree(run_dir, run2, ignore=shutil.ignore_patterns('checkpoints'))
+    sd = load_file(run2/'model.safetensors')
+    g = np.random.default_rng(0)
+    noise = lambda v: torch.from_numpy(g.standard_normal(tuple(v.shape))).to(v.dtype)*v.std()*0.5
+    save_file({k: v + noise(v) if v.is_floating_point() and v.ndim>=2 else v for k,v in sd.items()}, run2/'model.safetensors')  # conv and dense weights moved
+    p = [pd.read_csv(histo_predict(work, r, kaggle_data, tmp_path/f'p{i}.csv')).label.values for i,r in enumerate((run_dir, run2))]
+    assert rankdata(p[0]).tolist()!=rankdata(p[1]).tolist()                                 # two models that order items differently
+    ens = pd.read_csv(histo_predict(work, [run_dir, run2], kaggle_data, tmp_path/'ens.csv', '--ensemble', 'rank'))
+    assert list(ens.id)==list(pd.read_csv(kaggle_data/'sample_submission.csv').id)
+    want = (rankdata(p[0]) + rankdata(p[1])) / 2 / len(p[0])
+    np.testing.assert_allclose(ens.label.values, want, atol=1e-6)
+    assert np.abs(ens.label.values - (p[0]+p[1])/2).max() > 1e-3                             # the mean would differ
+
+def histo_predict(work, runs, data, out, *more):
+    histo('predict', *([runs] if not isinstance(runs, list) else runs), data, '--out', out, '--tta', 'none', *more, cwd=work)
+    return out
 
 def test_check_submission_names_problems(kaggle_data, tmp_path):
     sample = pd.read_csv(kaggle_data/'sample_submission.csv')
@@ -81,6 +100,9 @@ def test_evaluate_report(work, run_dir, kaggle_data, tmp_path):
     assert rep['n']==48 and rep['n_pos']==y.sum() and rep['extra']['split']=='test' and rep['extra']['trained_on']==0
     assert rep['roc_auc']==pytest.approx(auc, abs=1e-6)
     assert rep['confusion_matrix']==confusion_matrix(y, (p.label>=0.5).astype(int), labels=[0, 1]).tolist()
+    from histo_lib.evaluate import metrics_report
+    edge = metrics_report([0, 1, 0, 1, 0], [0.5, 0.5, 0.2, 0.8, 0.49])                       # p == 0.5 is called tumour (>=, not >)
+    assert (edge['confusion_matrix'], edge['sensitivity'], edge['specificity']) == ([[2, 1], [0, 2]], 1.0, 2/3)
     assert {'roc.png','confusion.png','report.md','errors.png'} <= {q.name for q in (tmp_path/'rep').iterdir()}
     assert f"{auc:.4f}" in r.stdout and 'ROC AUC' in r.stdout
     histo('evaluate', run_dir, kaggle_data, '--out', tmp_path/'rep30', '--tta', 'none', '--sample', 30, cwd=work)
@@ -119,7 +141,11 @@ def test_info(kaggle_data):
 
 def test_explain_png(work, run_dir, kaggle_data, tmp_path):
     histo('explain', run_dir, kaggle_data, '--out', tmp_path/'cam.png', '--n', 4, '--split', 'train', cwd=work)
-    assert (tmp_path/'cam.png').read_bytes()[:8]==b'\x89PNG\r\n\x1a\n'
+    from PIL import Image
+    im = Image.open(tmp_path/'cam.png'); w, h = im.size
+    assert im.format=='PNG' and w==640 and 180<=h<=215, (im.format, w, h)                   # --n 4: one row of four 1.6-inch panels at 100 dpi
+    px = np.asarray(im.convert('RGB')).reshape(-1, 3)
+    assert len(np.unique(px, axis=0)) > 2000                                                 # patches and heat maps drawn, not an empty grid
 
 @pytest.mark.parametrize('cmd', ['synth','info','train','predict','slide','evaluate','check-submission','explain','evaluate-slides','extract','view'])
 def test_help(cmd):

@@ -101,9 +101,16 @@ def test_rgba_converted(tmp_path):
     assert x.shape==(2,96,96,3) and (x==7).all()
     assert pd.read_csv(tmp_path/'r.csv').reason.str.contains('alpha').all()
 
-def test_with_labels(kaggle):
-    te = patches.with_labels(patches.load_items(kaggle, 'test'), kaggle/'test_labels.csv')
-    assert te.label.notna().all() and set(te.label) <= {0., 1.}
+def test_with_labels(kaggle, tmp_path):
+    "Labels join by id, not by position: the answers CSV is written in reverse order and every id must keep its own label."
+    items = patches.load_items(kaggle, 'test')
+    truth = pd.read_csv(kaggle/'test_labels.csv', dtype={'id': str})
+    assert truth.label.nunique()==2
+    truth.iloc[::-1].to_csv(tmp_path/'rev.csv', index=False)
+    te = patches.with_labels(items, tmp_path/'rev.csv')
+    want = truth.set_index('id')['label'].astype(float)
+    assert list(te.id)==list(items.id) and list(te.label)==list(want.loc[te.id])
+    assert list(te.label)!=list(truth.label.iloc[::-1].iloc[:len(te)])  # a positional join would give this
 
 # --- cache -----------------------------------------------------------------------------------------------------
 def test_cache_is_used_and_keyed(kcopy, tmp_path, monkeypatch):
@@ -117,12 +124,57 @@ def test_cache_is_used_and_keyed(kcopy, tmp_path, monkeypatch):
 
 
 def test_drop_outliers(kcopy):
-    ids = _labels(kcopy).id
-    tifffile.imwrite(kcopy/'train'/f'{ids[0]}.tif', np.full((96,96,3), 250, np.uint8))
+    "Blank patches in the training split are dropped from it; at least one lands there, so a drop that does nothing fails."
+    blank = list(_labels(kcopy).id[:4])
+    for i in blank: tifffile.imwrite(kcopy/'train'/f'{i}.tif', np.full((96,96,3), 250, np.uint8))
     tr_all = data.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25).items['train']
     tr_kept = data.histo_dls(kcopy, crop=32, bs=4, valid_pct=0.25, drop_outliers=True).items['train']
-    assert len(tr_kept) == len(tr_all) - int(ids[0] in set(tr_all.id))
+    n_in = len(set(blank) & set(tr_all.id))
+    assert n_in>=1 and len(tr_kept)==len(tr_all)-n_in and not set(blank) & set(tr_kept.id)
 
+# --- both doors: histo_dls(folder, ...) and histo_dblock(...).dataloaders(folder) -----------------------------------
+doors = dict(histo_dls=lambda p, bs=4, **kw: data.histo_dls(p, crop=32, bs=bs, **kw),
+             dblock=lambda p, bs=4, **kw: data.histo_dblock(crop=32, **kw).dataloaders(p, bs=bs))
+
+def _bad_label(k): df = _labels(k); df.loc[3,'label'] = 2; df.to_csv(k/'train_labels.csv', index=False)
+def _dup_id(k): df = _labels(k); pd.concat([df, df.iloc[[0]]]).to_csv(k/'train_labels.csv', index=False)
+def _no_file(k): (k/'train'/f'{_labels(k).id[5]}.tif').unlink()
+def _one_class(k): _labels(k).assign(label=0).to_csv(k/'train_labels.csv', index=False)
+def _truncated(k):
+    f = k/'train'/f'{_labels(k).id[1]}.tif'; raw = f.read_bytes(); f.write_bytes(raw[:len(raw)//3])
+
+@pytest.mark.parametrize('door', doors)
+@pytest.mark.parametrize('spoil,msg', [(_bad_label, '1 labels are not 0 or 1'), (_dup_id, '1 ids appear more than once'),
+                                       (_no_file, '1 ids have no image'), (_one_class, 'The training data of .* holds one class only'),
+                                       (_truncated, '1 of 40 images are unusable')])
+def test_bad_input_both_doors(kcopy, door, spoil, msg):
+    spoil(kcopy)
+    with pytest.raises(HistoError, match=msg): doors[door](kcopy)
+
+@pytest.mark.parametrize('door', doors)
+def test_skip_bad_both_doors(kcopy, door):
+    _truncated(kcopy)
+    dls = doors[door](kcopy, skip_bad=True, report=kcopy/'dropped.csv', valid_pct=0.25)
+    assert len(dls.items['train'])+len(dls.items['valid'])==39 and len(pd.read_csv(kcopy/'dropped.csv'))==1
+
+def test_doors_agree_and_stain_fit_is_training_only(kcopy):
+    "The DataBlock's door gives histo_dls' items, statistics and stain normalizer; that normalizer is the training items' own."
+    from histo_lib.stain import fit_stain_norm, normalize_batch
+    tifffile.imwrite(kcopy/'train'/f'{_labels(kcopy).id[0]}.tif', np.full((96,96,3), 250, np.uint8))
+    kw = dict(stain_norm='macenko', drop_outliers=True, valid_pct=0.25)
+    a, b = data.histo_dls(kcopy, crop=64, **kw), data.histo_dblock(crop=64, **kw).dataloaders(kcopy, bs=32)
+    for k in ('train', 'valid'): pd.testing.assert_frame_equal(a.items[k], b.items[k])
+    np.testing.assert_allclose(a.stats, b.stats, rtol=1e-12)
+    x, _ = cache.decode_items(a.items['train'], cache=False, progress=False)
+    vx, _ = cache.decode_items(a.items['valid'], cache=False, progress=False)
+    ref = fit_stain_norm(x, 'macenko', 42)
+    for dls in (a, b): np.testing.assert_array_equal(normalize_batch(dls.stain_norm, vx[:8]), normalize_batch(ref, vx[:8]))
+    stats = data.channel_stats(normalize_batch(ref, x))
+    np.testing.assert_allclose(a.stats, stats, rtol=1e-9)  # statistics of the normalized training pixels
+
+def test_unknown_keywords_refused(kaggle):
+    with pytest.raises(HistoError, match="unknown setting 'stainnorm'. Did you mean 'stain_norm'"): data.histo_dblock(crop=32, stainnorm='macenko')
+    with pytest.raises(HistoError, match="unknown keyword 'bss'. Did you mean 'bs'"): data.histo_dblock(crop=32).dataloaders(kaggle, bss=16)
 
 # --- the real sample -------------------------------------------------------------------------------------------
 def test_pcam_mini_is_real_balanced_and_duplicate_free(pcam):

@@ -1,6 +1,6 @@
 """The documentation site (`./dev.sh docs` -> `_docs/`), opened page by page in headless Chromium.
 
-Runs when `_docs/index.html` exists (`.ci/run` builds the site first); skipped otherwise with the command to build it.
+Runs when `_docs/index.html` exists (`./dev.sh test` builds the site when it is missing); a bare pytest skips it otherwise, with the command to build it.
 Every page: loads, no console error or page error, no failed request, every image decoded (naturalWidth > 0), every
 internal link (and its #anchor) resolves. Search finds the API page of `histo_dls`; the API entries that users need
 first have a parameter table with a line for every parameter. Screenshots of the home page and one API page are saved

@@ -92,3 +92,55 @@ def test_save_run_round_trip(kaggle_data, tmp_path):
     np.testing.assert_allclose(predict(tmp_path/'run', files, tta='none', progress=False, backend='torch'), p.view(-1).numpy(), atol=1e-5)
     np.testing.assert_allclose(predict(tmp_path/'run', files, tta='dihedral', progress=False, backend='torch'), pt.view(-1).numpy(), atol=1e-5)
     np.testing.assert_allclose(load_run(tmp_path/'run').get_preds(dl=load_run(tmp_path/'run').dls.test_dl(files))[0].view(-1).numpy(), p.view(-1).numpy(), atol=1e-5)
+
+# --- issue 34: tests that can fail ----------------------------------------------------------------------------------
+from fastai.callback.core import Callback
+from histo_lib.data import array_dls
+from histo_lib.callbacks import EMA
+
+def _tiny_learner(n=64, bs=16, tmp=None):
+    g = np.random.default_rng(0)
+    xs = g.integers(0, 255, (n,96,96,3), dtype=np.uint8); ys = np.arange(n)%2
+    dls = array_dls(xs, ys, np.arange(n-16, n), crop=32, bs=bs, device='cpu')
+    return histo_learner(dls, 'reference', model_kwargs=dict(widths=(4,8), dense=8), path=tmp)
+
+class _Weights(Callback):
+    "The live weights after every optimiser step (before EMA swaps anything in)."
+    order = 50
+    def before_fit(self): self.seen = [[v.detach().clone() for v in self.learn.model.state_dict().values()]]
+    def after_step(self): self.seen.append([v.detach().clone() for v in self.learn.model.state_dict().values()])
+
+def test_ema_is_the_hand_computed_average(tmp_path):
+    "After fit the model holds EMA's average, equal to one computed by hand from the live weights of each step: a decay of 1.0 (no update) or no swap fails."
+    learn, rec, decay = _tiny_learner(tmp=tmp_path), _Weights(), 0.9
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-2, cbs=[rec, EMA(decay)])
+    avg = [v.clone() for v in rec.seen[0]]
+    for t, live in enumerate(rec.seen[1:], 1):
+        d = min(decay, (1+t)/(10+t))
+        avg = [a + (1-d)*(w-a) if a.is_floating_point() else w.clone() for a,w in zip(avg, live)]
+    assert len(rec.seen)-1 == 2*3                                                            # 48 training items, bs 16: 3 steps an epoch
+    got = list(learn.model.state_dict().values())
+    fl = [i for i,a in enumerate(avg) if a.is_floating_point()]
+    assert max((got[i]-rec.seen[-1][i]).abs().max() for i in fl) > 1e-4                    # the average differs from the last weights ...
+    for i in fl: torch.testing.assert_close(got[i], avg[i], rtol=1e-5, atol=1e-6)         # ... and it is what the model holds
+
+def test_fine_tune_and_lr_find(tmp_path):
+    "fastai's `fine_tune` (a frozen epoch, then all) and `lr_find` on a tiny model: a few batches each."
+    learn = _tiny_learner(tmp=tmp_path)
+    head = [p.detach().clone() for p in learn.model.parameters()]
+    with learn.no_bar(), learn.no_logging(): sug = learn.lr_find(num_it=6, show_plot=False)
+    assert np.isfinite(sug.valley) and len(learn.recorder.lrs)>=2
+    assert all(torch.equal(a, b) for a,b in zip(head, learn.model.parameters()))             # lr_find puts the weights back
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(1, 1e-3, freeze_epochs=1)
+    assert len(learn.recorder.values)==1 and learn.opt.frozen_idx==0                          # the unfrozen epoch's log; unfrozen at the end
+
+def test_packaged_defaults_are_the_signatures():
+    "The packaged settings.ini's [DEFAULT] says what the run parameters' signatures say, key by key."
+    import configparser
+    from histo_lib.core import packaged_settings
+    from histo_lib.train import run_params, check_params
+    cp = configparser.ConfigParser(); cp.read(packaged_settings)
+    rp, d = run_params(), dict(cp['DEFAULT'])
+    assert set(d) - set(rp) == {'tta', 'infer_bs'}                                            # prediction's keys, not run parameters
+    got = check_params({k:v for k,v in d.items() if k in rp})
+    assert {k: got[k] for k in d if k in rp} == {k: rp[k]['default'] for k in d if k in rp}
