@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 import numpy as np
-from .core import HistoError, atomic_write, require
+from .core import HistoError, atomic_write
 
 # %% auto #0
 __all__ = ['tumour_names', 'asap_area_types', 'annotation_exts', 'annotation_class', 'read_geojson', 'read_asap_xml',
-           'read_annotations', 'find_annotation', 'annotation_mask', 'write_geojson', 'write_asap_xml']
+           'read_annotations', 'find_annotation', 'window_mask', 'annotation_mask', 'write_geojson', 'write_asap_xml']
 
 # %% ../nbs/10d_annotations.ipynb #10d-annot-05
 tumour_names = ('tumor', 'tumour', 'metasta', '_0', '_1')  # a class starting with one of these (any case) is tumour
@@ -126,30 +126,39 @@ def find_annotation(annot_dir:str|Path, # folder of annotation files
     return next((found[e] for e in annotation_exts if e in found), None)
 
 # %% ../nbs/10d_annotations.ipynb #10d-annot-23
-def _fill(poly:dict, shape:tuple, d:float)->tuple:
-    "(box slices, bool mask) of one polygon minus its holes at level-0/`d`, or None when it misses the mask."
-    draw = require('skimage.draw', 'slide', 'Annotation masks')
-    ext = poly['exterior']/d - 0.5  # pixel centres at integer coordinates
-    lo = np.maximum(np.floor(ext.min(0)).astype(int), 0); hi = np.minimum(np.ceil(ext.max(0)).astype(int)+1, shape[::-1])
-    if (hi<=lo).any(): return None
-    box = (slice(lo[1], hi[1]), slice(lo[0], hi[0])); bs = (hi[1]-lo[1], hi[0]-lo[0])
-    m = np.zeros(bs, bool)
-    m[draw.polygon(ext[:,1]-lo[1], ext[:,0]-lo[0], bs)] = True
-    for h in poly['holes']:
-        h = h/d - 0.5
-        m[draw.polygon(h[:,1]-lo[1], h[:,0]-lo[0], bs)] = False
-    return box, m
+def _ring_fill(ring:np.ndarray, x0:float, y0:float, h:int, w:int, ds:float)->np.ndarray:
+    "Pixels of the (h,w) grid (pixel (r,c) centred at level-0 (x0+(c+.5)*ds, y0+(r+.5)*ds)) whose centres lie inside `ring`, by even-odd scanlines."
+    x, y = (ring[:,0]-x0)/ds - 0.5, (ring[:,1]-y0)/ds - 0.5  # pixel centres at integer coordinates
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    yc = np.arange(h, dtype=np.float64)[:,None]
+    r, e = np.nonzero((np.minimum(y, y1)<=yc) & (yc<np.maximum(y, y1)))  # the edges each row's centres cross
+    xi = x[e] + (yc[r,0]-y[e])*(x1[e]-x[e])/(y1[e]-y[e])
+    acc = np.zeros((h, w+1), np.int32)
+    np.add.at(acc, (r, np.clip(np.floor(xi).astype(np.int64)+1, 0, w)), 1)  # a crossing flips every pixel right of it
+    return (acc.cumsum(1)[:, :w] & 1).astype(bool)
+
+def window_mask(polys:list, # from `read_annotations`
+                x0:float, y0:float, # level-0 top-left corner of the window
+                h:int, w:int, # the mask's size in pixels
+                ds:float=1., # level-0 pixels per mask pixel
+               )->np.ndarray:
+    "Bool (h, w) mask of tumour minus exclusion (holes honoured) over a level-0 window, pixel centres inside, by scanlines."
+    tum, exc = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for p in polys:
+        ey = p['exterior'][:,1]
+        if ey.max()<y0 or ey.min()>y0+h*ds: continue
+        m = _ring_fill(p['exterior'], x0, y0, h, w, ds)
+        for q in p['holes']: m &= ~_ring_fill(q, x0, y0, h, w, ds)
+        (tum if p['cls']=='tumour' else exc)[...] |= m
+    return tum & ~exc
 
 def annotation_mask(polys:list, # from `read_annotations`
                     shape:tuple, # (h, w) of the mask
                     downsample:float=1., # level-0 pixels per mask pixel
                    )->np.ndarray:
-    "Boolean (h, w) mask of tumour minus exclusion, polygons rasterised at level-0/`downsample` (pixel centres inside)."
-    tum, exc = np.zeros(shape, bool), np.zeros(shape, bool)
-    for p in polys:
-        r = _fill(p, shape, downsample)
-        if r: (tum if p['cls']=='tumour' else exc)[r[0]] |= r[1]
-    return tum & ~exc
+    "Boolean (h, w) mask of tumour minus exclusion at level-0/`downsample`: `window_mask` at the slide's origin."
+    return window_mask(polys, 0., 0., shape[0], shape[1], downsample)
+
 
 # %% ../nbs/10d_annotations.ipynb #10d-annot-26
 def _closed(r:np.ndarray)->list: return [[round(float(x), 3), round(float(y), 3)] for x,y in [*r, r[0]]]

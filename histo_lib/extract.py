@@ -13,10 +13,10 @@ from fastprogress.fastprogress import progress_bar
 from .core import HistoError, atomic_path, atomic_write, write_json, show_some, patch_size, center_size, default_mpp, prefetch_map, progress_mode
 from .wsi import (Slide, slide_name, find_slides, check_mpp, quiet_tifffile, slide_reader_names, read_plan, slide_tissue,
                            tile_grid, tissue_fraction, read_tiles)
-from .annotations import read_annotations, find_annotation
+from .annotations import read_annotations, find_annotation, window_mask
 
 # %% auto #0
-__all__ = ['partial_rules', 'patch_id', 'tissue_candidates', 'centre_cover', 'outline_mask', 'annotation_tumour', 'cover_labels',
+__all__ = ['partial_rules', 'patch_id', 'tissue_candidates', 'centre_cover', 'annotation_tumour', 'cover_labels',
            'balanced_sample', 'extract_slide', 'write_tables', 'extract_slides']
 
 # %% ../nbs/10e_extract.ipynb #10e-extract-06
@@ -59,39 +59,13 @@ def centre_cover(tumour, # `tumour(x0, y0, h, w, ds)`: bool (h, w), pixel (r, c)
     return cover
 
 # %% ../nbs/10e_extract.ipynb #10e-extract-15c
-def _ring_fill(ring:np.ndarray, x0:float, y0:float, h:int, w:int, ds:float)->np.ndarray:
-    "Pixels of the (h,w) grid (pixel (r,c) centred at level-0 (x0+(c+.5)*ds, y0+(r+.5)*ds)) whose centres lie inside `ring`, by even-odd scanlines."
-    x, y = (ring[:,0]-x0)/ds - 0.5, (ring[:,1]-y0)/ds - 0.5  # pixel centres at integer coordinates
-    x1, y1 = np.roll(x, -1), np.roll(y, -1)
-    yc = np.arange(h, dtype=np.float64)[:,None]
-    r, e = np.nonzero((np.minimum(y, y1)<=yc) & (yc<np.maximum(y, y1)))  # the edges each row's centres cross
-    xi = x[e] + (yc[r,0]-y[e])*(x1[e]-x[e])/(y1[e]-y[e])
-    acc = np.zeros((h, w+1), np.int32)
-    np.add.at(acc, (r, np.clip(np.floor(xi).astype(np.int64)+1, 0, w)), 1)  # a crossing flips every pixel right of it
-    return (acc.cumsum(1)[:, :w] & 1).astype(bool)
-
-def outline_mask(polys:list, # from `annotations.read_annotations`
-                 x0:float, y0:float, # level-0 top-left corner of the mask
-                 h:int, w:int, # the mask's size
-                 ds:float, # level-0 pixels per mask pixel
-                )->np.ndarray:
-    "Bool (h, w) tumour minus exclusion (holes honoured) of a level-0 window: `annotations.annotation_mask`'s mask, by scanlines."
-    tum, exc = np.zeros((h, w), bool), np.zeros((h, w), bool)
-    for p in polys:
-        ey = p['exterior'][:,1]
-        if ey.max()<y0 or ey.min()>y0+h*ds: continue
-        m = _ring_fill(p['exterior'], x0, y0, h, w, ds)
-        for q in p['holes']: m &= ~_ring_fill(q, x0, y0, h, w, ds)
-        (tum if p['cls']=='tumour' else exc)[...] |= m
-    return tum & ~exc
-
 def annotation_tumour(polys:list # from `annotations.read_annotations`
                      )->tuple:
     "`(tumour, box)` for `centre_cover` from annotations (tumour minus exclusion), or `(None, None)` when none is tumour."
     tum = [p['exterior'] for p in polys if p['cls']=='tumour']
     if not tum: return None, None
     pts = np.concatenate(tum)
-    return functools.partial(outline_mask, polys), (*pts.min(0), *pts.max(0))
+    return functools.partial(window_mask, polys), (*pts.min(0), *pts.max(0))
 
 # %% ../nbs/10e_extract.ipynb #10e-extract-18
 partial_rules = ('skip', 'any', 'majority')  # how a centre square that is partly tumour is labelled (`histo extract --partial`)
