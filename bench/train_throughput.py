@@ -63,8 +63,9 @@ def pixels(n:int, seed:int=0):
 
 def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False):
     set_seed(seed)
-    xv = np.concatenate([x, x[:bs]])  # `bs` validation items (validation is skipped)
-    dls = array_dls(xv, np.concatenate([y, y[:bs]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., seed=seed)
+    v = np.r_[np.flatnonzero(y==0)[:bs//2], np.flatnonzero(y==1)[:bs-bs//2]]  # `bs` validation items of both classes (the data door checks; validation is skipped)
+    xv = np.concatenate([x, x[v]])
+    dls = array_dls(xv, np.concatenate([y, y[v]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., seed=seed)
     set_seed(seed)
     learn = histo_learner(dls, arch, model_kwargs=mk, channels_last=channels_last, bf16=bf16, path=tempfile.mkdtemp())
     if compile: learn.model.compile()
@@ -106,16 +107,19 @@ def data_path(n_batches:int=30, bs:int=64, crop:int=64):
     from histo_lib.transforms import channel_stats
     root = PCAM
     items = load_items(root, 'train'); mm, items = decode_items(items, progress=False)
-    ram = np.asarray(mm[:n_batches*bs*2])
-    y = items['label'].values.astype(np.float32)[:len(ram)]
-    srcs = items['src'].values[:len(ram)]
+    n, lab = n_batches*bs*2, items['label'].values
+    start = int(np.clip(np.flatnonzero(lab==1)[0] - n//2, 0, len(lab)-n))  # a window across the class boundary, so that
+    win, valid = slice(start, start+n), np.arange(n//2 - bs//2, n//2 + bs - bs//2)  # its validation rows hold both classes
+    ram = np.asarray(mm[win])
+    y = lab[win].astype(np.float32)
+    srcs = items['src'].values[win]
     class _Jpeg:  # decodes each requested row from its JPEG: no cache at all
         shape = ram.shape
         def __len__(self): return len(srcs)
         def __getitem__(self, i): return read_patches(srcs[i])
     res, stats = {}, channel_stats(ram)
-    for name, x in (('in-RAM uint8 array', ram), ('decoded uint8 cache (memmap)', mm[:len(ram)]), ('JPEG decode per batch (no cache)', _Jpeg())):
-        dls = array_dls(x, y, np.arange(len(ram)-bs, len(ram)), crop=crop, bs=bs, seed=0, stats=stats)
+    for name, x in (('in-RAM uint8 array', ram), ('decoded uint8 cache (memmap)', mm[win]), ('JPEG decode per batch (no cache)', _Jpeg())):
+        dls = array_dls(x, y, valid, crop=crop, bs=bs, seed=0, stats=stats)
         t = time.perf_counter(); k = 0
         for b in dls.train:
             k += 1
