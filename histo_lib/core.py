@@ -6,7 +6,7 @@ Docs: https://histo-lib.github.io/histo_lib/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #00-core-002
 from __future__ import annotations
-import os, sys, ctypes, random, contextlib, json, typing, inspect, importlib.resources
+import os, sys, ctypes, random, contextlib, json, typing, inspect, functools, importlib.resources
 from pathlib import Path
 from configparser import ConfigParser  # numpy and fastcore inside the functions that use them: `histo --help` imports this module
 if typing.TYPE_CHECKING: import numpy as np  # for the annotations only
@@ -15,8 +15,8 @@ if typing.TYPE_CHECKING: import numpy as np  # for the annotations only
 __all__ = ['packaged_settings', 'bool_words', 'patch_size', 'center_size', 'HE_REF', 'default_mpp', 'progress_modes',
            'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable',
            'write_json', 'center_box', 'box_mean', 'prefetch_map', 'stratified_sample', 'require', 'module_source',
-           'declared', 'declared_params', 'suggest', 'check_values', 'set_threads', 'keep_freed_memory', 'set_progress',
-           'progress_mode']
+           'declared', 'plain_types', 'declared_params', 'suggest', 'check_values', 'run_params', 'check_params',
+           'recipe_params', 'call_with', 'set_threads', 'keep_freed_memory', 'set_progress', 'progress_mode']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -243,19 +243,24 @@ def _statement(module:str, name:str, fn:bool=False)->tuple[ast.stmt, str, str]:
 
 _plain = dict(tuple=tuple, dict=dict, list=list, int=int, float=float, str=str, bool=bool)
 
+def _plain_value(node:ast.expr, module:str):
+    "The value of the expression `node` of `module`'s source: plain values, and names `module` declares (or imports) from plain values."
+    refs = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id not in _plain}
+    return eval(compile(ast.Expression(node), module, 'eval'), {'__builtins__': _plain}, {r: declared(module, r) for r in refs})
+
 def declared(module:str, # a module of histo_lib
              name:str, # a name it assigns (or imports from another module of histo_lib) at its top level, from plain values
             ):
     "The value `histo_lib.<module>` gives `name`, evaluated from its source without importing the module."
     node, _, module = _statement(module, name)
-    refs = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name) and n.id not in _plain}
-    try: return eval(compile(ast.Expression(node.value), module, 'eval'), {'__builtins__': _plain}, {r: declared(module, r) for r in refs})
+    try: return _plain_value(node.value, module)
     except (HistoError, NameError, TypeError, ValueError, AttributeError) as e: raise HistoError(f"histo_lib.{module}: '{name}' is not made of plain values ({e}).") from None
 
-def _plain_types(anno)->tuple:
-    "The plain types an annotation's source spells (`int|None` -> (int, NoneType)); () for anything else."
+def plain_types(anno:ast.expr|str|None, # an annotation as source (a node of `ast`, or its text)
+               )->tuple:
+    "The plain types (int, float, str, bool, None) an annotation spells (`int|None` -> (int, NoneType)); () when it allows anything else."
     if anno is None: return ()
-    try: t = eval(ast.unparse(anno), {'__builtins__': {}}, {'int':int, 'float':float, 'str':str, 'bool':bool, 'None':None})
+    try: t = eval(anno if isinstance(anno, str) else ast.unparse(anno), {'__builtins__': {}}, {'int':int, 'float':float, 'str':str, 'bool':bool, 'None':None})
     except Exception: return ()
     return tuple(type(None) if o is None else o for o in (typing.get_args(t) or (t,)))
 
@@ -263,7 +268,7 @@ def declared_params(module:str, # a module of histo_lib
                     fn:str, # a function it defines (or imports from another module of histo_lib) at its top level
                    )->dict:
     "`fn`'s parameters as its source declares them, read as `docments` reads them: name -> plain types, default, doc."
-    f, txt, _ = _statement(module, fn, fn=True)
+    f, txt, module = _statement(module, fn, fn=True)
     com = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(txt).readline) if t.type==tokenize.COMMENT}
     a = f.args; ps = a.posonlyargs + a.args + a.kwonlyargs
     defaults = [None]*(len(a.posonlyargs+a.args)-len(a.defaults)) + a.defaults + a.kw_defaults
@@ -271,9 +276,9 @@ def declared_params(module:str, # a module of histo_lib
     for p, d in zip(ps, defaults):
         ln = p.lineno; doc = com.get(ln)
         while doc is None and ln-1 in com and ln-1 not in lines: ln -= 1; doc = com[ln]  # a comment on the lines above it
-        try: dflt = inspect.Parameter.empty if d is None else ast.literal_eval(d)
-        except ValueError: dflt = ast.unparse(d)
-        res[p.arg] = dict(types=_plain_types(p.annotation), default=dflt, doc=doc)
+        try: dflt = inspect.Parameter.empty if d is None else _plain_value(d, module)  # a literal, or a constant such as `default_mpp`
+        except (HistoError, NameError, TypeError, ValueError, AttributeError): dflt = ast.unparse(d)
+        res[p.arg] = dict(types=plain_types(p.annotation), default=dflt, doc=doc)
     return res
 
 def suggest(name:str, # a name that is not known
@@ -312,6 +317,41 @@ def check_values(params:dict, # settings by name (values or settings-file text)
         if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
             raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
     return res
+
+# %% ../nbs/00_core.ipynb #core-runparams
+@functools.cache
+def _run_params()->dict:
+    res = {}
+    for f in declared('train', 'run_param_owners'):
+        for k,d in declared_params('train', f).items():
+            if k not in res and d['types']: res[k] = {**d, 'owner': f}
+    return res
+
+def run_params()->dict:
+    "Every run parameter as `train.run_param_owners` declare it, read from the source without importing torch: name -> types, default, doc, owner."
+    return {k:dict(v) for k,v in _run_params().items()}
+
+def check_params(params:dict, # run parameters, by name (values or settings-file text)
+                 where:str='train', # named in errors: a function, a settings file or the command line
+                )->dict:
+    "Typed, checked run parameters: an unknown name, a wrong type or a value out of `train.param_bounds` is one line naming it."
+    return check_values(params, _run_params(), declared('train', 'param_bounds'), where)
+
+def recipe_params(settings:dict # settings as `load_settings` returns them (text values)
+                 )->dict:
+    "What `train` takes from `settings`: its run parameters and `model_*` keys, without the data and output folders."
+    return {k:v for k,v in settings.items() if (k in _run_params() or k.startswith('model_')) and k not in ('data', 'out')}
+
+def call_with(f, # the function to call
+              params:dict, # settings by name: `f` is given those its signature names
+              *args, # `f`'s positional arguments
+              **kwargs, # `f`'s keyword arguments, over `params`
+             ):
+    "`f(*args, **kwargs)`, plus each entry of `params` that names a parameter of `f` which `args` and `kwargs` leave unset."
+    names = list(inspect.signature(f).parameters)
+    given = set(names[:len(args)]) | set(kwargs)
+    return f(*args, **{k:params[k] for k in names if k in params and k not in given}, **kwargs)
+
 
 # %% ../nbs/00_core.ipynb #00-core-019
 def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else $OMP_NUM_THREADS, else every core
