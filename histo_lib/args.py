@@ -7,7 +7,7 @@ Docs: https://histo-lib.github.io/histo_lib/args.html.md"""
 # %% ../nbs/11_args.ipynb #args-002
 from __future__ import annotations
 import argparse
-from .core import declared, run_params
+from .settings import declared, run_params
 
 # %% auto #0
 __all__ = ['owned_choices', 'command_help', 'choices', 'add_run_flags', 'build_parser']

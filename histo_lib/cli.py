@@ -8,11 +8,12 @@ Docs: https://histo-lib.github.io/histo_lib/cli.html.md"""
 from __future__ import annotations
 import sys, os, json, time, warnings, signal, threading
 from pathlib import Path
-# fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
-warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
-from .core import (HistoError, load_settings, show_some, set_threads, stratified_sample, check_writable, set_progress,
-                            keep_freed_memory, suggest, packaged_settings, run_params, check_params, recipe_params)
+from .core import HistoError, show_some
+from .settings import load_settings, suggest, packaged_settings, run_params, check_params, recipe_params
+from .files import check_writable
+from .runtime import set_threads, set_progress, keep_freed_memory, hide_jit_warning
 from .args import build_parser
+hide_jit_warning()  # fastai's use of torch.jit.script is noise for a command-line user
 
 # %% auto #0
 __all__ = ['commands', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict', 'cmd_check_submission', 'cmd_slide',
@@ -149,7 +150,7 @@ def _refit_seen(run_dir, # a run folder
     return int(pd.Series(ids).astype(str).isin(set(pd.read_csv(d/'valid_items.csv', dtype={'id':str})['id'])).sum())
 
 def cmd_evaluate(a):
-    from histo_lib.patches import labelled_items
+    from histo_lib.patches import labelled_items, stratified_sample
     from histo_lib.infer import predict
     from histo_lib.evaluate import evaluate_preds
     from histo_lib.calibration import saved_threshold

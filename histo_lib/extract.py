@@ -10,7 +10,9 @@ import sys, os, json, time, shutil, hashlib, functools
 from pathlib import Path
 import numpy as np, pandas as pd, tifffile
 from fastprogress.fastprogress import progress_bar
-from .core import HistoError, atomic_path, atomic_write, write_json, show_some, patch_size, center_size, default_mpp, prefetch_map, progress_mode
+from .core import HistoError, show_some, patch_size, center_size, default_mpp
+from .files import atomic_path, atomic_write, write_json
+from .runtime import prefetch_map, progress_mode
 from .wsi import (Slide, slide_name, find_slides, check_mpp, quiet_tifffile, slide_reader_names, read_plan, slide_tissue,
                            tile_grid, tissue_fraction, read_tiles)
 from .annotations import read_annotations, find_annotation

@@ -6,15 +6,17 @@ Docs: https://histo-lib.github.io/histo_lib/kaggle.html.md"""
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-002
 from __future__ import annotations
-import os, json, time, contextlib, warnings
+import os, json, time, contextlib
 from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings, suggest
-from .core import declared_params, run_params, check_params, recipe_params  # torch-free: read from the declarations' source
-# the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
-warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
+from .core import HistoError
+from .files import write_json, atomic_write
+from .settings import load_settings, packaged_settings, suggest, declared_params, run_params, check_params, recipe_params  # torch-free: read from the declarations' source
+from .runtime import keep_freed_memory, hide_jit_warning
+from .patches import stratified_sample
+hide_jit_warning()  # the kernel imports this module before fastai: fastai's torch.jit deprecation warning stays out of the kernel log
 
 # %% auto #0
 __all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'histo_env', 'kaggle_paths', 'find_dir', 'find_competition',

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
 import histo_lib
-from .core import HistoError, show_some, atomic_write, write_json, patch_size, default_mpp, prefetch_map, progress_mode
+from .core import HistoError, show_some, patch_size, default_mpp
+from .files import atomic_write, write_json
+from .runtime import prefetch_map, progress_mode
 from .models import model_json
 from .infer import Predictor, ensemble
 from .wsi import (SlideWarning, Slide, slide_name, find_slides, slide_reader_names, check_mpp, quiet_tifffile,

@@ -27,11 +27,13 @@ from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
 from fastai.imports import dispatch
 from fastai.vision.data import get_grid
-from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, run_params, check_params, call_with, default_mpp
+from .core import HistoError, default_mpp, patch_size
+from .settings import run_params, check_params, call_with
+from .files import atomic_path, check_writable, save_png
+from .runtime import set_seed, keep_freed_memory
 from .data import class_names, histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
-from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact
 from .callbacks import *
 from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
@@ -225,7 +227,7 @@ def plot_curves(hist:pd.DataFrame, # history.csv: epoch, train_loss, valid_loss,
     a1.plot(hist.epoch, hist.train_loss, 'o-', label='train'); a1.plot(hist.epoch, hist.valid_loss, 'o-', label='valid')
     a1.set(xlabel='epoch', ylabel='loss', title='Loss'); a1.legend()
     a2.plot(hist.epoch, hist.roc_auc, 'o-', color='C2'); a2.set(xlabel='epoch', ylabel='ROC AUC', title='Validation ROC AUC')
-    with atomic_path(fn) as p: fig.savefig(p, dpi=100, bbox_inches='tight')
+    save_png(fig, fn, tight=True)
     return Path(fn)
 
 def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HDF5)

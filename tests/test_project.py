@@ -75,7 +75,7 @@ def no_example(cells:list)->list:
 def test_recipes_check_as_train_parameters():
     "Every recipe (packaged settings.ini) passes train's parameter check, and cpu-best is the documented recipe."
     import configparser
-    from histo_lib.core import load_settings, packaged_settings
+    from histo_lib.settings import load_settings, packaged_settings
     from histo_lib.train import check_params
     cp = configparser.ConfigParser(); cp.read(packaged_settings)
     for name in cp.sections():
@@ -86,7 +86,7 @@ def test_recipes_check_as_train_parameters():
 
 def test_the_demo_settings():
     "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
-    from histo_lib.core import load_settings
+    from histo_lib.settings import load_settings
     from histo_lib.train import check_params
     s = load_settings(ROOT/'settings.ini', 'demo')
     assert (s['data'], s['out']) == ('samples/pcam-mini', 'runs/demo') and (ROOT/s['data']/'valid'/'1').is_dir()
