@@ -35,7 +35,8 @@ from histo_lib.runtime import set_threads
 from histo_lib.patches import load_items
 from histo_lib.cache import decode_items, cache_dir
 from histo_lib.stain import hed_jitter
-from histo_lib.train import run_params, model_kwargs_of, check_params
+from histo_lib.train import model_kwargs_of
+from histo_lib.settings import run_params, check_params
 from histo_lib.models import load_artefact
 from histo_lib.infer import Predictor
 

@@ -38,7 +38,7 @@ def _add_progress(p):
     g.add_argument('--quiet', dest='progress', action='store_const', const='none', help='no per-epoch or per-phase progress lines')
 
 def add_run_flags(p:argparse.ArgumentParser):
-    "A flag for each run parameter (`core.run_params`): its doc is the help; values are checked by `train`."
+    "A flag for each run parameter (`settings.run_params`): its doc is the help; values are checked by `train`."
     for k,d in run_params().items():
         if k in ('data', 'out'): continue
         flag, help = '--'+k.replace('_', '-'), f"{d['doc']} (default: settings, else {d['default']})"

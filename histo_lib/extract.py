@@ -145,7 +145,7 @@ def extract_slide(slide:Slide, # an open slide
                   partial:str='skip', # a centre square partly tumour: one of `partial_rules`
                   min_tissue:float=0.1, # least tissue share of a candidate tile (`histo slide`'s)
                   bs:int=64, # patches read at a time
-                  progress:bool=True, # a progress bar as `core.progress_mode()` allows
+                  progress:bool=True, # a progress bar as `runtime.progress_mode()` allows
                  )->dict:
     "Sample `slide`'s patches, write them as `out/train/<id>.tif`, then their rows as `out/slides/<name>.csv` (which marks the slide done)."
     out = Path(out)
@@ -226,7 +226,7 @@ def extract_slides(slides, # slide files and folders of slides
                    reader:str='auto', # one of `wsi.slide_readers`
                    overwrite:bool=False, # start `out` again
                    bs:int=64, # patches read at a time
-                   progress:bool=True, # a bar per slide as `core.progress_mode()` allows
+                   progress:bool=True, # a bar per slide as `runtime.progress_mode()` allows
                   )->list[dict]:
     "Extract each slide into `out` (finished slides skipped; a failing one reported in one line while the others go on), then write the tables."
     if not str(truth) or not Path(truth).is_dir(): raise HistoError(f"--truth {truth}: no such folder of annotations.")

@@ -226,7 +226,7 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
 def kernel_types()->dict:
-    "Each kernel setting's allowed types, from its one declaration: `run_kernel`'s own parameters, then the run parameters (`core.run_params`), read from their source."
+    "Each kernel setting's allowed types, from its one declaration: `run_kernel`'s own parameters, then the run parameters (`settings.run_params`), read from their source."
     own = {k: d['types'] for k,d in declared_params('kaggle', 'run_kernel').items() if d['types']}  # not `params`, `input_root`, `working`
     return {**own, **{k:v['types'] for k,v in run_params().items() if k not in ('data', 'out')}}
 

@@ -132,7 +132,7 @@ def _convert(k:str, v, types:tuple, where:str):
     raise HistoError(f"{where}: {k} = {v!r} is not {' or '.join(t.__name__ for t in types if t is not type(None))}.")
 
 def check_values(params:dict, # settings by name (values or settings-file text)
-                 known:dict, # name -> {'types': ...}: `train.run_params()`, or `declared_params` read without importing torch
+                 known:dict, # name -> {'types': ...}: `run_params()`, or any `declared_params`
                  bounds:dict, # name -> (lo, hi), None for no bound: `train.param_bounds`
                  where:str='train', # named in errors: a function, a settings file or the command line
                 )->dict:

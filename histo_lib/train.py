@@ -198,7 +198,7 @@ def fit_run(learn:Learner, # from `histo_learner`
     return learn
 
 # %% ../nbs/05_train.ipynb #05-train-params
-run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions that declare the run parameters, in the order `core.run_params` reads them
+run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions that declare the run parameters, in the order `settings.run_params` reads them
 
 param_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
@@ -239,7 +239,7 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
           **params, # the run parameters of `histo_dls`, `histo_learner` and `fit_run` (see `run_params`); `model_*` go to the model
          )->Learner:
     "Train on the dataset at `data` and save the model artefact in `out`; every parameter is checked before anything is made."
-    keep_freed_memory()  # a training step's activations reuse freed memory instead of fresh pages (see `core`)
+    keep_freed_memory()  # a training step's activations reuse freed memory instead of fresh pages (see `runtime`)
     out, t0 = Path(out), time.time()
     model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})
