@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section, gflop
-from histo_lib.core import load_settings, packaged_settings
+from histo_lib.settings import load_settings, packaged_settings
 from histo_lib.train import model_kwargs_of
 from histo_lib.models import build_model
 from histo_lib.infer import Predictor, onnx_available

@@ -31,7 +31,8 @@ PER_BATCH_S, DECODE_RATE, VALID_PCT = H200_BS/H200_IMG_S, 1000, 0.2
 def recipe_projection(recipe:str='kaggle-gpu'):
     "Project the full Kaggle run of a settings.ini recipe from its FLOPs per image at an assumed share of each card's fp16 peak."
     from histo_lib.kaggle import kernel_params
-    from histo_lib.train import check_params, model_kwargs_of
+    from histo_lib.train import model_kwargs_of
+    from histo_lib.settings import check_params
     p = check_params(kernel_params(recipe))
     kw = model_kwargs_of(p)
     model = build_model(p['arch'], **kw)

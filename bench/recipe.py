@@ -29,11 +29,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
 from _results import BENCH, PCAM, write_section, device_name, md_table
 from sklearn.metrics import roc_auc_score
-from histo_lib.core import load_settings, set_threads, HistoError, packaged_settings
+from histo_lib.core import HistoError
+from histo_lib.settings import load_settings, packaged_settings
+from histo_lib.runtime import set_threads
 from histo_lib.patches import load_items
 from histo_lib.cache import decode_items, cache_dir
 from histo_lib.stain import hed_jitter
-from histo_lib.train import run_params, model_kwargs_of, check_params
+from histo_lib.train import model_kwargs_of
+from histo_lib.settings import run_params, check_params
 from histo_lib.models import load_artefact
 from histo_lib.infer import Predictor
 

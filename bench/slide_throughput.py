@@ -49,7 +49,7 @@ def make_slide(fn:Path, size:int, tissue:int)->Path:
 def child(a):
     "Predict one slide with one configuration; print a JSON line of speed and memory."
     import torch
-    from histo_lib.core import set_threads
+    from histo_lib.runtime import set_threads
     from histo_lib.models import build_model, save_artefact
     from histo_lib.slide import predict_slides
     set_threads(a.threads)

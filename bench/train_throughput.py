@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 warnings.filterwarnings('ignore')
 from _results import write_section, gflop, md_table, PCAM
 from fastai.callback.core import Callback, CancelValidException
-from histo_lib.core import set_seed, keep_freed_memory, load_settings, packaged_settings
+from histo_lib.settings import load_settings, packaged_settings
+from histo_lib.runtime import set_seed, keep_freed_memory
 from histo_lib.data import array_dls
 from histo_lib.transforms import center_crop, dihedral
 from histo_lib.patches import load_items

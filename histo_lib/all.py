@@ -9,10 +9,14 @@ __all__ = []
 
 # %% ../nbs/14_all.ipynb #14-all-003
 import warnings
+from .runtime import hide_jit_warning
 with warnings.catch_warnings():  # fastai.layers compiles four activations with `torch.jit.script` on import, which torch deprecates: fastai's call, silenced here only
-    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    hide_jit_warning()
     from fastai.vision.all import *
 from .core import *
+from .settings import *
+from .files import *
+from .runtime import *
 from .synth import *
 from .stain import *
 from .patches import *
@@ -27,7 +31,7 @@ from .infer import *
 from .submission import *
 from .evaluate import *
 import fastai.vision.all as _fastai_all
-import histo_lib.core, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data, histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate
+import histo_lib.core, histo_lib.settings, histo_lib.files, histo_lib.runtime, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data, histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate
 # a module of imports only: its star-import re-exports fastai's vision API and every module's own `__all__`
-__all__ = sorted({n for n in dir(_fastai_all) if not n.startswith('_')} | {n for m in (histo_lib.core, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data,
+__all__ = sorted({n for n in dir(_fastai_all) if not n.startswith('_')} | {n for m in (histo_lib.core, histo_lib.settings, histo_lib.files, histo_lib.runtime, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data,
                   histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate) for n in m.__all__})

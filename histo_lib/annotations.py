@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 import numpy as np
-from .core import HistoError, atomic_write
+from .core import HistoError
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['tumour_names', 'asap_area_types', 'annotation_exts', 'annotation_class', 'read_geojson', 'read_asap_xml',

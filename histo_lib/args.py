@@ -6,24 +6,13 @@ Docs: https://histo-lib.github.io/histo_lib/args.html.md"""
 
 # %% ../nbs/11_args.ipynb #args-002
 from __future__ import annotations
-import argparse, functools
-from .core import declared, declared_params
+import argparse
+from .settings import declared, run_params
 
 # %% auto #0
-__all__ = ['run_param_owners', 'owned_choices', 'command_help', 'flag_params', 'choices', 'add_run_flags', 'build_parser']
+__all__ = ['owned_choices', 'command_help', 'choices', 'add_run_flags', 'build_parser']
 
 # %% ../nbs/11_args.ipynb #args-005
-run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions `train.run_params` reads, in its order (found through `train`'s imports)
-
-@functools.cache
-def flag_params()->dict:
-    "`train.run_params()` read from the source, without importing torch: name -> types, default, doc and owner."
-    res = {}
-    for f in run_param_owners:
-        for k,d in declared_params('train', f).items():
-            if k not in res and d['types']: res[k] = {**d, 'owner': f}
-    return res
-
 owned_choices = dict(tta=('transforms', 'tta_names'), backend=('infer', 'backends'), ensemble=('infer', 'ensemble_methods'),
                      reader=('wsi', 'slide_readers'), partial=('extract', 'partial_rules'))  # flag -> (module, name) of the tuple that declares its choices
 
@@ -49,8 +38,8 @@ def _add_progress(p):
     g.add_argument('--quiet', dest='progress', action='store_const', const='none', help='no per-epoch or per-phase progress lines')
 
 def add_run_flags(p:argparse.ArgumentParser):
-    "A flag for each run parameter (`flag_params`): its doc is the help; values are checked by `train`."
-    for k,d in flag_params().items():
+    "A flag for each run parameter (`settings.run_params`): its doc is the help; values are checked by `train`."
+    for k,d in run_params().items():
         if k in ('data', 'out'): continue
         flag, help = '--'+k.replace('_', '-'), f"{d['doc']} (default: settings, else {d['default']})"
         if bool in d['types']: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)

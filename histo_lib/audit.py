@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_write
+from .files import atomic_write
 from .patches import detect_layout, has_split, load_items
 from .cache import decode_cached, bad_summary, converted_list, Rows
 
@@ -52,7 +52,7 @@ def summarize(path:str|Path, # a dataset folder in any layout
               report:str|Path|None=None, # a CSV listing every unusable or converted image, by split; None: none written
              )->dict:
     "Layout, and per split: count, class balance, unusable items (kept in every count: nothing is dropped), blank/dark outliers and duplicate groups."
-    path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
+    path = Path(path); layout = detect_layout(path, layout)
     res, rows = dict(path=str(path), layout=layout, splits={}), []
     for split in (s for s in splits if has_split(path, s, layout)):
         items = load_items(path, split, layout)

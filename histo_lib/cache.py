@@ -12,7 +12,9 @@ from typing import NamedTuple
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
-from .core import HistoError, show_some, atomic_write, atomic_path, write_json, patch_size, progress_mode
+from .core import HistoError, show_some, patch_size
+from .files import atomic_write, atomic_path, write_json
+from .runtime import progress_mode
 from .patches import read_patch, fix_patch, read_h5_rows
 
 # %% auto #0

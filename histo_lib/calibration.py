@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
-from .core import HistoError, atomic_path
+from .core import HistoError
+from .files import save_png
 
 # %% auto #0
 __all__ = ['spec_targets', 'op_name', 'threshold_at_spec', 'rates_at', 'operating_points', 'apply_threshold', 'calibration_bins',
@@ -139,7 +140,7 @@ def plot_reliability(y, # true labels, 0/1
     top.legend(loc='upper left', fontsize=8)
     bot.bar(e[:-1], c['count'], width=1/n_bins, align='edge', color='C0', alpha=0.6)
     bot.set(xlabel='predicted probability of tumour', ylabel='items')
-    with atomic_path(fn) as p: fig.savefig(p, format='png', dpi=100, bbox_inches='tight')
+    save_png(fig, fn, tight=True)
     return Path(fn)
 
 # %% ../nbs/08a_calibration.ipynb #08a-calibration-20

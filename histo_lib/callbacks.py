@@ -17,7 +17,9 @@ from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import rank_distrib
-from .core import HistoError, write_json, atomic_path, progress_mode
+from .core import HistoError
+from .files import write_json, atomic_path
+from .runtime import progress_mode
 
 # %% auto #0
 __all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16',

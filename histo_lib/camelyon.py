@@ -13,7 +13,8 @@ import pandas as pd
 from scipy import ndimage
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from .core import HistoError, atomic_path, atomic_write, write_json, require, default_mpp, check_writable
+from .core import HistoError, require, default_mpp
+from .files import atomic_write, write_json, check_writable, save_png
 from .annotations import read_annotations, find_annotation, annotation_mask, write_geojson
 
 # %% auto #0
@@ -209,7 +210,7 @@ def summarise(res:list, # `evaluate_slide` results
 # %% ../nbs/10f_camelyon.ipynb #10f-cam-35
 def _save(fig:Figure, fn:Path)->Path:
     FigureCanvasAgg(fig); fig.tight_layout()
-    with atomic_path(fn) as tmp: fig.savefig(tmp, format='png', dpi=100)
+    save_png(fig, fn)
     return fn
 
 def plot_froc(rep:dict, # from `summarise`

@@ -8,11 +8,12 @@ Docs: https://histo-lib.github.io/histo_lib/cli.html.md"""
 from __future__ import annotations
 import sys, os, json, time, warnings, signal, threading
 from pathlib import Path
-# fastai's import of torch.jit.script warns on every run with torch>=2.10; it is noise for a command-line user
-warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
-from .core import (HistoError, load_settings, show_some, set_threads, stratified_sample, check_writable, set_progress,
-                            keep_freed_memory, declared, suggest, packaged_settings, check_values)
-from .args import build_parser, flag_params
+from .core import HistoError, show_some
+from .settings import load_settings, suggest, packaged_settings, run_params, check_params, recipe_params
+from .files import check_writable
+from .runtime import set_threads, set_progress, keep_freed_memory, hide_jit_warning
+from .args import build_parser
+hide_jit_warning()  # fastai's use of torch.jit.script is noise for a command-line user
 
 # %% auto #0
 __all__ = ['commands', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', 'cmd_predict', 'cmd_check_submission', 'cmd_slide',
@@ -21,12 +22,12 @@ __all__ = ['commands', 'infer_settings', 'cmd_synth', 'cmd_info', 'cmd_train', '
 # %% ../nbs/11_cli.ipynb #06-cli-007
 def infer_settings()->tuple:
     "The settings.ini keys that feed prediction (`tta`, `infer_bs`): the packaged file's [DEFAULT] keys that are not run parameters."
-    return tuple(k for k in load_settings(packaged_settings) if k not in flag_params() and k not in ('settings_file', 'recipe'))
+    return tuple(k for k in load_settings(packaged_settings) if k not in run_params() and k not in ('settings_file', 'recipe'))
 
 def _settings(a)->dict:
     "Settings (packaged, the user's, the recipe), every given flag over them; a key nobody reads is one line naming it."
     s = load_settings(getattr(a, 'settings', None), getattr(a, 'recipe', None))
-    known = set(flag_params()) | set(infer_settings()) | {'settings_file', 'recipe'}
+    known = set(run_params()) | set(infer_settings()) | {'settings_file', 'recipe'}
     for k in s:
         if k not in known and not k.startswith('model_'):
             raise HistoError(f"{s['settings_file'] or 'settings.ini'}: unknown setting '{k}'.{suggest(k, known)}")
@@ -75,8 +76,8 @@ def cmd_train(a):
     s = _settings(a)
     data, out = s.pop('data', None), s.pop('out', None)
     if not data or not out: raise HistoError("train needs DATA and --out RUN_DIR (or data and out in settings.ini).")
-    params = {k:v for k,v in s.items() if k in flag_params() or k.startswith('model_')}  # `train.recipe_params`, read without torch
-    check_values(params, flag_params(), declared('train', 'param_bounds'))  # a wrong value is one line now, before torch is imported (seconds)
+    params = recipe_params(s)
+    check_params(params)  # a wrong value is one line now, before torch is imported (seconds)
     from histo_lib.train import train
     from fastai.torch_core import rank_distrib
     set_threads()
@@ -149,7 +150,7 @@ def _refit_seen(run_dir, # a run folder
     return int(pd.Series(ids).astype(str).isin(set(pd.read_csv(d/'valid_items.csv', dtype={'id':str})['id'])).sum())
 
 def cmd_evaluate(a):
-    from histo_lib.patches import labelled_items
+    from histo_lib.patches import labelled_items, stratified_sample
     from histo_lib.infer import predict
     from histo_lib.evaluate import evaluate_preds
     from histo_lib.calibration import saved_threshold

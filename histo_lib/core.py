@@ -1,4 +1,4 @@
-"""Run settings from `settings.ini`, user-facing errors, seeding and atomic file writes: the pieces every other module leans on.
+"""The base every module leans on: the error a user can fix, the patch's geometry and scale, and the optional extras.
 
 Docs: https://histo-lib.github.io/histo_lib/core.html.md"""
 
@@ -6,17 +6,11 @@ Docs: https://histo-lib.github.io/histo_lib/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #00-core-002
 from __future__ import annotations
-import os, sys, ctypes, random, contextlib, json, typing, inspect, importlib.resources
-from pathlib import Path
-from configparser import ConfigParser  # numpy and fastcore inside the functions that use them: `histo --help` imports this module
-if typing.TYPE_CHECKING: import numpy as np  # for the annotations only
+import typing, importlib
+if typing.TYPE_CHECKING: import numpy as np  # for the annotations only: `histo --help` imports this module, numpy is imported where it is used
 
 # %% auto #0
-__all__ = ['packaged_settings', 'bool_words', 'patch_size', 'center_size', 'HE_REF', 'default_mpp', 'progress_modes',
-           'HistoError', 'show_some', 'load_settings', 'set_seed', 'atomic_path', 'atomic_write', 'check_writable',
-           'write_json', 'center_box', 'box_mean', 'prefetch_map', 'stratified_sample', 'require', 'module_source',
-           'declared', 'declared_params', 'suggest', 'check_values', 'set_threads', 'keep_freed_memory', 'set_progress',
-           'progress_mode']
+__all__ = ['patch_size', 'center_size', 'HE_REF', 'default_mpp', 'HistoError', 'show_some', 'center_box', 'box_mean', 'require']
 
 # %% ../nbs/00_core.ipynb #00-core-005
 class HistoError(Exception):
@@ -29,113 +23,6 @@ def show_some(xs, n:int=5 # how many to name before summarising
     xs = [str(x) for x in xs]
     more = f" (and {len(xs)-n} more)" if len(xs)>n else ""
     return ", ".join(xs[:n]) + more
-
-# %% ../nbs/00_core.ipynb #00-core-010
-packaged_settings = Path(str(importlib.resources.files('histo_lib')/'settings.ini'))  # package data: the defaults and recipes
-bool_words = {'1':True, 'true':True, 'yes':True, 'on':True, '0':False, 'false':False, 'no':False, 'off':False}  # how a settings file or an environment variable spells a switch
-
-def _ini(fn:Path)->ConfigParser:
-    cp = ConfigParser(interpolation=None)
-    try: cp.read(fn)
-    except Exception as e: raise HistoError(f"Cannot read {fn} ({type(e).__name__}: {str(e)[:200]}); fix its syntax.") from None
-    return cp
-
-def load_settings(path:str|Path|None=None, # a settings.ini, or a folder to search upwards from; None: the cwd
-                  recipe:str|None=None, # a named section (packaged or the user's) whose keys override [DEFAULT]
-                 )->dict:
-    "Run settings (as text) from the packaged `settings.ini`, overridden by the user's one and then by `recipe`."
-    from fastcore.xtras import Config
-    p = Path(path or '.')
-    user = (p if p.suffix=='.ini' else (c.config_file if (c := Config.find('settings.ini', p)) else None))
-    if user is not None and not Path(user).is_file(): raise HistoError(f"Settings file {user} does not exist.")
-    pk, us = _ini(packaged_settings), (_ini(user) if user else ConfigParser())
-    res = {**pk.defaults(), **us.defaults()}
-    if recipe:
-        src = us if us.has_section(recipe) else pk if pk.has_section(recipe) else None
-        if src is None: raise HistoError(f"No recipe [{recipe}]; recipes: {show_some(sorted(set(pk.sections())|set(us.sections()))) or 'none'}.")
-        res.update({k:src[recipe][k] for k in src._sections[recipe]})  # the recipe's own keys, not the defaults it inherits
-    res.update({'settings_file': str(user) if user else None, 'recipe': recipe})
-    return res
-
-# %% ../nbs/00_core.ipynb #00-core-013
-def set_seed(seed:int, # the one seed for python, numpy and torch
-             deterministic:bool=True, # ask torch for deterministic algorithms
-            ):
-    "Seed every random number generator a run touches."
-    import torch, numpy as np
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-# %% ../nbs/00_core.ipynb #00-core-016
-import shutil, errno
-
-# errors that say the place cannot take the file (not a bug): the user gets one line naming the file
-_write_errnos = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
-
-def _fresh_temp(path:Path, # the file or folder the temporary one will replace
-                is_dir:bool=False, # make a folder rather than a file
-               )->Path:
-    "A new empty file (or folder) with a hidden name beside `path`, with the mode the user's umask gives."
-    while True:  # mkstemp/mkdtemp would make it 0600/0700, and the renamed result would keep that mode
-        tmp = path.parent/f'.{path.name}.{os.urandom(6).hex()}.tmp{path.suffix}'
-        try:
-            if is_dir: tmp.mkdir(0o777)
-            else: os.close(os.open(tmp, os.O_WRONLY|os.O_CREAT|os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError: continue
-
-def _umask()->int:
-    "The process's umask (read by setting it, then putting it back)."
-    m = os.umask(0o022); os.umask(m); return m
-
-@contextlib.contextmanager
-def atomic_path(path:str|Path, # the file (or folder) to (re)place
-                is_dir:bool=False, # yield a folder to fill, which replaces the folder `path` and all it holds
-               ):
-    "Yield a temp path beside `path` to write; it replaces `path` only if the block succeeds, else it is removed."
-    path = Path(path)
-    try: path.parent.mkdir(parents=True, exist_ok=True); tmp = _fresh_temp(path, is_dir)
-    except OSError as e: raise HistoError(f"Cannot write {path}: {e.strerror or e} ({e.filename or path.parent}).") from None
-    try:
-        yield tmp
-        if not is_dir: os.chmod(tmp, 0o666 & ~_umask())  # a library that wrote by name may have made its own 0600 file (safetensors does)
-        if is_dir and path.is_dir(): shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one
-        os.replace(tmp, path)
-    except BaseException as e:
-        if is_dir: shutil.rmtree(tmp, ignore_errors=True)
-        else: tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in _write_errnos:  # a full disk, a read-only or forbidden place: one line
-            raise HistoError(f"Cannot write {path}: {e.strerror}; {'the earlier ' + path.name + ' is unchanged' if path.exists() else 'nothing was written'}.") from e
-        raise
-
-@contextlib.contextmanager
-def atomic_write(path:str|Path, # the file to (re)place
-                 mode:str='w', # 'w' for text, 'wb' for bytes
-                 **kwargs # passed to `open` (encoding, newline, ...)
-                ):
-    "`atomic_path` opened as a file: `path` is replaced only if the block succeeds."
-    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f: yield f
-
-def check_writable(path:str|Path, # a file (or folder) that a command will write later
-                   is_dir:bool=False, # `path` is a folder to write into
-                  )->Path:
-    "Raise a one-line `HistoError` now, before any work, unless `path` could be written; nothing is created."
-    path = Path(path).absolute()
-    if path.exists() and path.is_dir()!=is_dir: raise HistoError(f"Cannot write {path}: it is a {'file' if is_dir else 'folder'}.")
-    d = path if is_dir else path.parent
-    while not d.exists() and d!=d.parent: d = d.parent  # the nearest folder that exists: the folders below it will be made
-    if not d.is_dir(): raise HistoError(f"Cannot write {path}: {d} is a file, not a folder.")
-    try: _fresh_temp(d/'.histo-probe').unlink()
-    except OSError as e: raise HistoError(f"Cannot write {path}: {d} is not writable ({e.strerror}).") from None
-    return path
-
-def write_json(obj, # anything `json.dump` can write (other objects as their `str`)
-               path:str|Path, # the file to (re)place
-              ):
-    "Write `obj` as indented JSON, atomically."
-    with atomic_write(path) as f: json.dump(obj, f, indent=2, default=str)
 
 # %% ../nbs/00_core.ipynb #00-core-035
 patch_size = 96  # side of a Kaggle / PCam patch in pixels
@@ -153,8 +40,6 @@ def center_box(size:int=patch_size, # side of the (square) image in pixels
 HE_REF = ((0.5626, 0.7201, 0.4062), (0.2159, 0.8012, 0.5581))
 
 # %% ../nbs/00_core.ipynb #00-core-pixels
-from concurrent.futures import ThreadPoolExecutor
-
 default_mpp = 0.972  # microns per pixel of PCam's patches (10x): what its models see, and what slides are read at
 
 def box_mean(a:np.ndarray, # uint8 (H, W, ...) picture
@@ -166,42 +51,8 @@ def box_mean(a:np.ndarray, # uint8 (H, W, ...) picture
     h, w = a.shape[0]//k, a.shape[1]//k
     return (a[:h*k, :w*k].reshape(h, k, w, k, *a.shape[2:]).mean((1, 3), dtype=np.float32) + 0.5).astype(np.uint8)
 
-def prefetch_map(fn, # called on each item, in a worker thread when `ahead`
-                 items, # an iterable of arguments for `fn`
-                 ahead:bool=True, # compute the next result in a thread while the caller uses this one; False: plain `map`
-                ):
-    "Yield `fn(item)` for each of `items`, in order, the next one computed in a thread while the caller works on this one."
-    if not ahead: yield from map(fn, items); return
-    with ThreadPoolExecutor(1) as ex:
-        fut = None
-        for it in items:
-            nxt = ex.submit(fn, it)
-            if fut is not None: yield fut.result()
-            fut = nxt
-        if fut is not None: yield fut.result()
-
-# %% ../nbs/00_core.ipynb #00-core-038
-def stratified_sample(n:int, # how many indices to draw
-                      labels, # the class of every item of the full set
-                      seed:int=42, # the same seed gives the same sample
-                     )->np.ndarray:
-    "Sorted indices of `n` items drawn per class in proportion to the class counts of `labels` (all when `n` is not smaller)."
-    import numpy as np
-    y = np.asarray(labels).ravel()
-    if n>=len(y): return np.arange(len(y))
-    classes, counts = np.unique(y, return_counts=True)
-    quota = counts*n/len(y)
-    take = np.maximum(np.floor(quota).astype(int), 1 if n>=len(classes) else 0)
-    for i in np.argsort(-(quota-np.floor(quota))):  # hand out the remainder by largest fraction
-        if take.sum()>=n: break
-        take[i] += take[i]<counts[i]
-    while take.sum()>n: take[np.argmax(take)] -= 1
-    rng = np.random.default_rng(seed)
-    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y==c), k, replace=False) for c,k in zip(classes, take)]))
 
 # %% ../nbs/00_core.ipynb #00-core-041
-import importlib
-
 def require(module:str, # the module to import, e.g. 'pytorch_grad_cam'
             extra:str, # the optional-dependency group of histo_lib that installs it: 'extras' or 'onnx'
             what:str|None=None, # what needs it, for the message; None: `module`
@@ -210,152 +61,3 @@ def require(module:str, # the module to import, e.g. 'pytorch_grad_cam'
     try: return importlib.import_module(module)
     except ModuleNotFoundError as e:
         raise HistoError(f"{what or module} needs the '{extra}' extra ({e.name} is not installed): pip install 'histo_lib[{extra}]'") from None
-
-# %% ../nbs/00_core.ipynb #core-declared
-import re, ast, tokenize, io, importlib.util, difflib
-
-def module_source(module:str # a module of histo_lib, e.g. 'train'
-                 )->str:
-    "The source of `histo_lib.<module>`, read without importing it."
-    spec = importlib.util.find_spec(f'histo_lib.{module}')
-    if spec is None or not spec.origin: raise HistoError(f"histo_lib has no module '{module}'.")
-    return Path(spec.origin).read_text()
-
-def _imported_from(src:str, name:str)->str|None:
-    "The module of histo_lib that `src` imports `name` from by name (`from .x import name` or `from histo_lib.x import name`), if any."
-    for m, names in re.findall(r'^from (?:\.|histo_lib\.)(\w+) import (\([^)]*\)|[^\n]*)', src, re.M):
-        if name in [n.split('#')[0].strip() for n in names.strip('()').replace('\n', ',').split(',')]: return m
-    return None
-
-def _statement(module:str, name:str, fn:bool=False)->tuple[ast.stmt, str, str]:
-    "`(node, text, module)` of the top-level `def name(` (`fn`) or `name = ...` that `module` makes or imports by name, parsed alone."
-    src = module_source(module); lines = src.splitlines()
-    start = next((i for i,l in enumerate(lines) if re.match(rf'def {name}\(' if fn else rf'{name}\s*=', l)), None)
-    if start is None:
-        if (imp := _imported_from(src, name)) is None: raise HistoError(f"histo_lib.{module} declares no {'function' if fn else 'plain value'} '{name}'.")
-        return _statement(imp, name, fn)
-    for end in range(start+1, len(lines)+1):  # the shortest run of lines that parses: the header of a def, a whole assignment
-        if fn and not re.search(r':\s*(#.*)?$', lines[end-1]): continue  # a def's header ends with a colon
-        txt = '\n'.join(lines[start:end])
-        try: return ast.parse(txt + ('\n    pass' if fn else '')).body[0], txt, module
-        except SyntaxError: continue
-    raise HistoError(f"histo_lib.{module}: cannot read '{name}'.")
-
-_plain = dict(tuple=tuple, dict=dict, list=list, int=int, float=float, str=str, bool=bool)
-
-def declared(module:str, # a module of histo_lib
-             name:str, # a name it assigns (or imports from another module of histo_lib) at its top level, from plain values
-            ):
-    "The value `histo_lib.<module>` gives `name`, evaluated from its source without importing the module."
-    node, _, module = _statement(module, name)
-    refs = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name) and n.id not in _plain}
-    try: return eval(compile(ast.Expression(node.value), module, 'eval'), {'__builtins__': _plain}, {r: declared(module, r) for r in refs})
-    except (HistoError, NameError, TypeError, ValueError, AttributeError) as e: raise HistoError(f"histo_lib.{module}: '{name}' is not made of plain values ({e}).") from None
-
-def _plain_types(anno)->tuple:
-    "The plain types an annotation's source spells (`int|None` -> (int, NoneType)); () for anything else."
-    if anno is None: return ()
-    try: t = eval(ast.unparse(anno), {'__builtins__': {}}, {'int':int, 'float':float, 'str':str, 'bool':bool, 'None':None})
-    except Exception: return ()
-    return tuple(type(None) if o is None else o for o in (typing.get_args(t) or (t,)))
-
-def declared_params(module:str, # a module of histo_lib
-                    fn:str, # a function it defines (or imports from another module of histo_lib) at its top level
-                   )->dict:
-    "`fn`'s parameters as its source declares them, read as `docments` reads them: name -> plain types, default, doc."
-    f, txt, _ = _statement(module, fn, fn=True)
-    com = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(txt).readline) if t.type==tokenize.COMMENT}
-    a = f.args; ps = a.posonlyargs + a.args + a.kwonlyargs
-    defaults = [None]*(len(a.posonlyargs+a.args)-len(a.defaults)) + a.defaults + a.kw_defaults
-    lines, res = {p.lineno for p in ps}, {}
-    for p, d in zip(ps, defaults):
-        ln = p.lineno; doc = com.get(ln)
-        while doc is None and ln-1 in com and ln-1 not in lines: ln -= 1; doc = com[ln]  # a comment on the lines above it
-        try: dflt = inspect.Parameter.empty if d is None else ast.literal_eval(d)
-        except ValueError: dflt = ast.unparse(d)
-        res[p.arg] = dict(types=_plain_types(p.annotation), default=dflt, doc=doc)
-    return res
-
-def suggest(name:str, # a name that is not known
-            known, # the names that are
-           )->str:
-    "' Did you mean ...?' naming the closest of `known`, else the list of them: the tail of an 'unknown name' message."
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(sorted(known))}."
-
-def _convert(k:str, v, types:tuple, where:str):
-    "`v` (a value, or settings-file text) as one of `types`."
-    if not isinstance(v, str):
-        if float in types and isinstance(v, int) and not isinstance(v, bool): return float(v)
-        if isinstance(v, types): return v
-    else:
-        s = v.strip()
-        if type(None) in types and s.lower() in ('', 'none'): return None
-        if bool in types and s.lower() in bool_words: return bool_words[s.lower()]
-        for t in (int, float, str):
-            if t in types:
-                with contextlib.suppress(ValueError): return t(s)
-    raise HistoError(f"{where}: {k} = {v!r} is not {' or '.join(t.__name__ for t in types if t is not type(None))}.")
-
-def check_values(params:dict, # settings by name (values or settings-file text)
-                 known:dict, # name -> {'types': ...}: `train.run_params()`, or `declared_params` read without importing torch
-                 bounds:dict, # name -> (lo, hi), None for no bound: `train.param_bounds`
-                 where:str='train', # named in errors: a function, a settings file or the command line
-                )->dict:
-    "Typed, checked settings: an unknown name, a wrong type or a value out of range is one line naming it; `model_*` keys pass as they are."
-    res = {}
-    for k,v in params.items():
-        if k.startswith('model_') and k!='model_kwargs': res[k] = v; continue
-        if k not in known: raise HistoError(f"{where}: unknown setting '{k}'.{suggest(k, known)}")
-        res[k] = v = _convert(k, v, known[k]['types'], where)
-        lo, hi = bounds.get(k, (None, None))
-        if v is not None and ((lo is not None and v<lo) or (hi is not None and v>hi)):
-            raise HistoError(f"{where}: {k} = {v} is out of range ({lo} to {hi if hi is not None else 'any'}).")
-    return res
-
-# %% ../nbs/00_core.ipynb #00-core-019
-def set_threads(n:int|None=None # threads for torch; None: $HISTO_THREADS, else $OMP_NUM_THREADS, else every core
-               )->int:
-    "Pin torch's intra-op thread count."
-    import torch
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    n = n or int(os.environ.get('HISTO_THREADS') or os.environ.get('OMP_NUM_THREADS') or 0) or cores
-    torch.set_num_threads(max(1, n))
-    return torch.get_num_threads()
-
-# %% ../nbs/00_core.ipynb #00-core-malloc
-_kept = None
-
-def keep_freed_memory()->bool:
-    "Ask glibc's malloc to keep freed memory for reuse instead of unmapping it (no mmap'd blocks, no trimming); once per process."
-    global _kept
-    if _kept is None:
-        _kept = False
-        if os.environ.get('HISTO_KEEP_FREED', '1')!='0' and sys.platform.startswith('linux'):
-            try: libc = ctypes.CDLL('libc.so.6')
-            except OSError: return _kept
-            M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4  # <malloc.h>
-            _kept = bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31-1) and libc.mallopt(M_TOP_PAD, 64<<20))
-    return _kept
-
-
-# %% ../nbs/00_core.ipynb #00-core-023
-progress_modes = ('auto', 'bar', 'line', 'none')
-_progress = None
-
-def set_progress(mode:str|None=None # 'auto', 'bar', 'line' or 'none'; None: $HISTO_PROGRESS, else 'auto'
-                )->str:
-    "Choose how progress is shown from now on; returns the mode in force."
-    global _progress
-    if mode is not None and mode not in progress_modes: raise HistoError(f"Unknown progress mode '{mode}': use one of {', '.join(progress_modes)}.")
-    _progress = mode
-    return progress_mode()
-
-def progress_mode()->str:
-    "'bar', 'line' or 'none': the mode set, else `$HISTO_PROGRESS`, else bars for a terminal or a notebook and lines for anything else."
-    m = _progress or os.environ.get('HISTO_PROGRESS') or 'auto'
-    if m not in progress_modes: raise HistoError(f"HISTO_PROGRESS={m!r}: use one of {', '.join(progress_modes)}.")
-    if m!='auto': return m
-    try: interactive = sys.stdout.isatty()
-    except (AttributeError, ValueError): interactive = False
-    return 'bar' if interactive or 'ipykernel' in sys.modules else 'line'

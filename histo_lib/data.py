@@ -18,7 +18,8 @@ from fastai.data.transforms import IntToFloatTensor, broadcast_vec
 from fastai.data.load import fa_collate, DataLoader
 from fastai.torch_core import TensorImage
 from fasttransform import Transform
-from .core import HistoError, show_some, patch_size, suggest
+from .core import HistoError, show_some, patch_size
+from .settings import suggest
 from .stain import normalize_batch, stain_normalize, fit_stain_norm
 from .patches import detect_layout, load_items, has_split, split_dirs, check_labelled, valid_items
 from .cache import read_patches, decode_items
@@ -170,7 +171,7 @@ def dataset_items(path:str|Path, # a dataset folder in any layout
                   layout:str='auto', # auto, kaggle, folder, h5 or images
                  )->tuple[pd.DataFrame, pd.DataFrame|None]:
     "The labelled training items of `path` and the validation items it names (None: none), each checked to hold both classes: how every reader of a dataset for training (`histo_dblock`, `histo_dls`, `distributed.decode_dataset`) lists it."
-    path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
+    path = Path(path); layout = detect_layout(path, layout)
     items = check_labelled(load_items(path, 'train', layout), str(path))
     _two_classes(items['label'], f"The training data of {path}")  # before decoding: fail in a second, not after an hour
     vitems = valid_items(path, valid, layout)

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure  # figures that never touch pyplot's backend: a notebook's inline plots keep working
 from matplotlib.patches import Rectangle
 from sklearn.metrics import roc_auc_score, roc_curve, confusion_matrix, classification_report
-from .core import HistoError, show_some, atomic_path, atomic_write, write_json, center_box, center_size
+from .core import HistoError, show_some, center_box, center_size
+from .files import atomic_write, write_json, save_png
 from .calibration import operating_points, apply_threshold, calibration_bins, expected_calibration_error, plot_reliability
 
 # %% auto #0
@@ -57,7 +58,7 @@ def metrics_report(y, # true labels, 0/1
 # %% ../nbs/08_evaluate.ipynb #05-evaluate-017
 def _save(fig, fn:str|Path)->Path:
     "Save `fig` as a PNG at `fn` atomically and close it."
-    with atomic_path(fn) as p: fig.savefig(p, format='png', dpi=100, bbox_inches='tight')
+    save_png(fig, fn, tight=True)
     return Path(fn)
 
 def plot_roc(y, # true labels, 0/1

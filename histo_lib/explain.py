@@ -14,7 +14,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Rectangle
-from .core import HistoError, atomic_path, center_box, require
+from .core import HistoError, center_box, require
+from .files import save_png
 require('pytorch_grad_cam', 'extras', 'Grad-CAM (histo_lib.explain, histo explain)')  # without it: one line, no traceback
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
@@ -110,7 +111,7 @@ def plot_explain(imgs:np.ndarray, # uint8 patches the maps belong to, NHWC (usua
         ok = np.isnan(y[i]) or (probs[i]>=0.5)==(y[i]==1)
         ax.set_title(title, fontsize=8, color='black' if ok else 'red')
     fig.tight_layout()
-    with atomic_path(fn) as p: fig.savefig(p, format='png', dpi=100)
+    save_png(fig, fn)
     return Path(fn)
 
 # %% ../nbs/09_explain.ipynb #09-explain-018

@@ -10,7 +10,9 @@ import sys, os, json, time, shutil, hashlib, functools
 from pathlib import Path
 import numpy as np, pandas as pd, tifffile
 from fastprogress.fastprogress import progress_bar
-from .core import HistoError, atomic_path, atomic_write, write_json, show_some, patch_size, center_size, default_mpp, prefetch_map, progress_mode
+from .core import HistoError, show_some, patch_size, center_size, default_mpp
+from .files import atomic_path, atomic_write, write_json
+from .runtime import prefetch_map, progress_mode
 from .wsi import (Slide, slide_name, find_slides, check_mpp, quiet_tifffile, slide_reader_names, read_plan, slide_tissue,
                            tile_grid, tissue_fraction, read_tiles)
 from .annotations import read_annotations, find_annotation, window_mask
@@ -117,7 +119,7 @@ def extract_slide(slide:Slide, # an open slide
                   partial:str='skip', # a centre square partly tumour: one of `partial_rules`
                   min_tissue:float=0.1, # least tissue share of a candidate tile (`histo slide`'s)
                   bs:int=64, # patches read at a time
-                  progress:bool=True, # a progress bar as `core.progress_mode()` allows
+                  progress:bool=True, # a progress bar as `runtime.progress_mode()` allows
                  )->dict:
     "Sample `slide`'s patches, write them as `out/train/<id>.tif`, then their rows as `out/slides/<name>.csv` (which marks the slide done)."
     out = Path(out)
@@ -198,7 +200,7 @@ def extract_slides(slides, # slide files and folders of slides
                    reader:str='auto', # one of `wsi.slide_readers`
                    overwrite:bool=False, # start `out` again
                    bs:int=64, # patches read at a time
-                   progress:bool=True, # a bar per slide as `core.progress_mode()` allows
+                   progress:bool=True, # a bar per slide as `runtime.progress_mode()` allows
                   )->list[dict]:
     "Extract each slide into `out` (finished slides skipped; a failing one reported in one line while the others go on), then write the tables."
     if not str(truth) or not Path(truth).is_dir(): raise HistoError(f"--truth {truth}: no such folder of annotations.")

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import store_attr
-from .core import HistoError, show_some, atomic_path, require, progress_mode, prefetch_map
+from .core import HistoError, show_some, require
+from .files import atomic_path
+from .runtime import progress_mode, prefetch_map
 from .stain import normalize_batch
 from .cache import read_patches, cache_dir
 from .transforms import check_tta, tta_views, input_tfms, model_input

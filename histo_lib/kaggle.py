@@ -6,14 +6,17 @@ Docs: https://histo-lib.github.io/histo_lib/kaggle.html.md"""
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-002
 from __future__ import annotations
-import os, json, time, typing, inspect, contextlib, warnings
+import os, json, time, contextlib
 from fnmatch import fnmatch
 from itertools import islice
 from pathlib import Path
 import pandas as pd
-from .core import HistoError, write_json, atomic_write, stratified_sample, keep_freed_memory, load_settings, packaged_settings, suggest
-# the kernel imports this module before fastai: its torch.jit deprecation warning (torch>=2.10) stays out of the kernel log
-warnings.filterwarnings('ignore', message='.*torch.jit.script.*deprecated', category=FutureWarning)
+from .core import HistoError
+from .files import write_json, atomic_write
+from .settings import load_settings, packaged_settings, suggest, declared_params, run_params, check_params, recipe_params  # torch-free: read from the declarations' source
+from .runtime import keep_freed_memory, hide_jit_warning
+from .patches import stratified_sample
+hide_jit_warning()  # the kernel imports this module before fastai: fastai's torch.jit deprecation warning stays out of the kernel log
 
 # %% auto #0
 __all__ = ['competition_slug', 'wheels_dataset', 'model_dataset', 'histo_env', 'kaggle_paths', 'find_dir', 'find_competition',
@@ -148,7 +151,6 @@ def kernel_params(recipe:str, # a recipe of the packaged settings.ini
                   **overrides, # run parameters that replace the recipe's; None values are ignored
                  )->dict:
     "The run parameters of `recipe` (as text, checked by `train`), with `arch` and the non-None `overrides` over them."
-    from histo_lib.train import recipe_params  # here, not at the top: the kernel imports this module before fastai
     params = recipe_params(load_settings(packaged_settings, recipe))
     if arch is not None and arch!=params.get('arch'): params = {k:v for k,v in params.items() if not k.startswith('model_')}
     return {**params, **({'arch': arch} if arch else {}), **{k:v for k,v in overrides.items() if v is not None}}
@@ -224,11 +226,8 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
 
 # %% ../nbs/12_kaggle.ipynb #07-kaggle-015
 def kernel_types()->dict:
-    "Each kernel setting's allowed types, from its one declaration: `run_kernel`'s own parameters, then the run parameters (`train.run_params`)."
-    from histo_lib.train import run_params  # here, not at the top: `kaggle/build_upload.py` uses this module without loading torch
-    hints = typing.get_type_hints(run_kernel)
-    own = {k: typing.get_args(hints[k]) or (hints[k],) for k,p in inspect.signature(run_kernel).parameters.items()
-           if p.kind==p.POSITIONAL_OR_KEYWORD and k not in ('input_root', 'working')}
+    "Each kernel setting's allowed types, from its one declaration: `run_kernel`'s own parameters, then the run parameters (`settings.run_params`), read from their source."
+    own = {k: d['types'] for k,d in declared_params('kaggle', 'run_kernel').items() if d['types']}  # not `params`, `input_root`, `working`
     return {**own, **{k:v['types'] for k,v in run_params().items() if k not in ('data', 'out')}}
 
 histo_env = ('HISTO_CACHE', 'HISTO_DEBUG', 'HISTO_KEEP_FREED', 'HISTO_PROGRESS', 'HISTO_THREADS')  # what histo_lib itself reads from the environment
@@ -244,7 +243,6 @@ def kernel_config(defaults:dict, # the kernel's CONFIG block, settings named as 
                   env=None, # environment to read HISTO_<NAME> overrides from; None: os.environ
                  )->dict:
     "`defaults` with lower-case keys, overridden by `HISTO_<NAME>` environment variables, typed and checked by each setting's declaration."
-    from histo_lib.train import run_params, check_params
     env, types, run, res = os.environ if env is None else env, kernel_types(), run_params(), {}
     for k,v in defaults.items():
         k, name = k.lower(), k.upper()

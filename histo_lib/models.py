@@ -15,7 +15,8 @@ from timm.models import register_model, build_model_with_cfg, load_checkpoint
 from fastai.layers import ConvLayer
 from safetensors.torch import save_file
 import histo_lib
-from .core import HistoError, show_some, atomic_path, write_json
+from .core import HistoError, show_some
+from .files import atomic_path, write_json
 from .transforms import dihedral
 
 # %% auto #0

@@ -16,7 +16,7 @@ from .core import HistoError, show_some, patch_size
 # %% auto #0
 __all__ = ['img_exts', 'h5_fmt', 'read_h5_rows', 'read_patch', 'fix_patch', 'detect_layout', 'check_labels', 'check_unique',
            'items_kaggle', 'items_folder', 'items_h5', 'load_items', 'with_labels', 'has_split', 'split_dirs',
-           'predict_items', 'labelled_items', 'check_labelled', 'valid_items']
+           'predict_items', 'labelled_items', 'check_labelled', 'valid_items', 'stratified_sample']
 
 # %% ../nbs/02a_patches.ipynb #02a-006
 img_exts = ('.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -75,9 +75,11 @@ def _img_files(d:Path)->list[Path]:
 
 def _class_dirs(d:Path)->bool: return (d/'0').is_dir() and (d/'1').is_dir()
 
-def detect_layout(path:str|Path # a dataset folder
+def detect_layout(path:str|Path, # a dataset folder (or an items CSV)
+                  layout:str|None='auto', # a layout the caller names, returned as it is; 'auto' or None: detected
                  )->str:
-    "'kaggle', 'h5', 'folder' or 'images' for the dataset at `path`."
+    "`layout`, or when it is 'auto' the one the dataset at `path` is in: 'kaggle', 'h5', 'folder', 'images' or 'csv'."
+    if layout not in (None, 'auto'): return layout
     path = Path(path)
     if not path.exists(): raise HistoError(f"Data folder {path} does not exist: check the path, or make a synthetic set with `histo synth {path}`.")
     if path.is_file():
@@ -216,7 +218,7 @@ def load_items(path:str|Path, # a dataset folder (or an items CSV with id,src[,l
               )->pd.DataFrame:
     "The items table (`id`, `src`, `label`) of `split` in the dataset at `path`."
     path = Path(path)
-    layout = detect_layout(path) if layout=='auto' else layout
+    layout = detect_layout(path, layout)
     if layout=='csv':
         try: df = pd.read_csv(path, dtype={'id':str})
         except Exception as e: raise HistoError(f"Cannot read {path} as an items CSV (id,src[,label]): {type(e).__name__}: {str(e)[:200]}") from None
@@ -247,7 +249,7 @@ def has_split(path:Path, # a dataset folder
              )->bool:
     "Whether the dataset at `path` has the split `split`."
     path = Path(path)
-    layout = detect_layout(path) if layout=='auto' else layout
+    layout = detect_layout(path, layout)
     if layout=='h5': return (path/h5_fmt.format(split=split, xy='x')).exists()
     if layout=='kaggle': return split in ('train','test')
     if layout=='folder': return _class_dirs(path/split) or (split=='train' and _class_dirs(path)) or (split=='test' and bool(_img_files(path/'test')))
@@ -265,7 +267,7 @@ def predict_items(data:str|Path, # a dataset folder in any layout
                   layout:str='auto', # auto, kaggle, folder, h5 or images
                  )->pd.DataFrame:
     "The items `histo predict` scores: the `split` of the dataset at `data`, checked to exist."
-    layout = detect_layout(data) if layout in (None, 'auto') else layout
+    layout = detect_layout(data, layout)
     if layout=='folder' and not has_split(Path(data), split, layout): raise HistoError(f"{data} has no '{split}' split to predict; name one with --split.")
     return load_items(data, split, layout)
 
@@ -275,7 +277,7 @@ def labelled_items(data:str|Path, # a dataset folder in any layout
                    layout:str='auto', # auto, kaggle, folder, h5 or images
                   )->tuple[pd.DataFrame, str]:
     "`(items, split)`: the labelled items `histo evaluate` scores, and which split they are."
-    data = Path(data); layout = detect_layout(data) if layout in (None, 'auto') else layout
+    data = Path(data); layout = detect_layout(data, layout)
     if split is None:
         split = ('valid' if has_split(data, 'valid', layout) else 'test' if labels or (data/'test_labels.csv').exists() else 'train')
         if split=='train': print(f"Note: evaluating on the training split of {data}; a model scores higher on data it saw.")
@@ -298,8 +300,26 @@ def valid_items(path:str|Path, # the dataset folder trained on
                 layout:str='auto', # the layout of `path`: auto, kaggle, folder, h5 or images
                )->pd.DataFrame|None:
     "The labelled validation items a dataset names: `valid` (a folder or items CSV), else the layout's own valid split, else None."
-    path = Path(path); layout = detect_layout(path) if layout=='auto' else layout
+    path = Path(path); layout = detect_layout(path, layout)
     if valid is None and layout in ('folder','h5') and has_split(path, 'valid', layout): valid = path
     if valid is None: return None
     vpath = Path(valid)
     return check_labelled(load_items(vpath, 'valid' if vpath.is_dir() and has_split(vpath, 'valid') else 'train'), str(vpath))
+
+# %% ../nbs/02a_patches.ipynb #00-core-038
+def stratified_sample(n:int, # how many indices to draw
+                      labels, # the class of every item of the full set
+                      seed:int=42, # the same seed gives the same sample
+                     )->np.ndarray:
+    "Sorted indices of `n` items drawn per class in proportion to the class counts of `labels` (all when `n` is not smaller)."
+    y = np.asarray(labels).ravel()
+    if n>=len(y): return np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts*n/len(y)
+    take = np.maximum(np.floor(quota).astype(int), 1 if n>=len(classes) else 0)
+    for i in np.argsort(-(quota-np.floor(quota))):  # hand out the remainder by largest fraction
+        if take.sum()>=n: break
+        take[i] += take[i]<counts[i]
+    while take.sum()>n: take[np.argmax(take)] -= 1
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y==c), k, replace=False) for c,k in zip(classes, take)]))

@@ -13,7 +13,8 @@ from PIL import Image
 from scipy import ndimage
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from .core import atomic_path, atomic_write, require, default_mpp
+from .core import require, default_mpp
+from .files import atomic_path, atomic_write, save_png
 
 # %% auto #0
 __all__ = ['mask_rings', 'ring_area', 'smooth_heat', 'tumour_regions', 'tile_detections', 'write_geojson_lines', 'save_mask_png',
@@ -131,7 +132,7 @@ def write_geojson_lines(fc:dict, # a GeoJSON FeatureCollection
 def _save_png(fig:Figure, fn:Path, dpi:int=100):
     "Write `fig` (no pyplot: matplotlib's Agg canvas) as a PNG, atomically."
     FigureCanvasAgg(fig)
-    with atomic_path(fn) as tmp: fig.savefig(tmp, format='png', dpi=dpi)
+    save_png(fig, fn, dpi=dpi)
 
 def save_mask_png(mask:np.ndarray, fn:str|Path)->Path:
     "The tissue mask as a black-and-white PNG (white: tissue), written atomically."

@@ -11,7 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from email.parser import Parser
 from packaging.requirements import Requirement
-from .core import HistoError, show_some, write_json, atomic_path
+from .core import HistoError, show_some
+from .files import write_json, atomic_path
 from .kaggle import competition_slug, wheels_dataset
 from .synth import make_synth
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastprogress.fastprogress import progress_bar
 import histo_lib
-from .core import HistoError, show_some, atomic_write, write_json, patch_size, default_mpp, prefetch_map, progress_mode
+from .core import HistoError, show_some, patch_size, default_mpp
+from .files import atomic_write, write_json
+from .runtime import prefetch_map, progress_mode
 from .models import model_json
 from .infer import Predictor, ensemble
 from .wsi import (SlideWarning, Slide, slide_name, find_slides, slide_reader_names, check_mpp, quiet_tifffile,
@@ -110,7 +112,7 @@ def predict_slide(predictor, # a `histo_lib.infer.Predictor` (its TTA, backend a
                   threshold:float=0.5, # probability at or above which a tile is tumour (regions, counts)
                   min_tissue:float=0.1, # tiles with less tissue than this share of their area are glass: not predicted
                   thumb_side:int=2048, # the thumbnail's longest side, at least (the tissue mask's resolution)
-                  progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
+                  progress:bool=True, # progress as `runtime.progress_mode()` says (a bar, or a line per phase); False: none
                   runs:list|None=None, # names of the models, for slide.json
                   smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none
                   min_area:float=10_000., # regions smaller than this many µm² are dropped (one 96-px tile at 0.972 µm/px: 8,709 µm²)
@@ -170,7 +172,7 @@ def predict_slides(run_dirs, # a run folder, a list of them (an ensemble), or `(
                    ensemble:str='mean', # 'mean' or 'rank', when there are several models
                    reader:str='auto', # one of `wsi.slide_readers`: 'auto' tries OpenSlide, then tiffslide
                    overwrite:bool=False, # redo slides whose slide.json exists
-                   progress:bool=True, # progress as `core.progress_mode()` says (a bar, or a line per phase); False: none
+                   progress:bool=True, # progress as `runtime.progress_mode()` says (a bar, or a line per phase); False: none
                    device=None, # where the models run; None: cuda if available, else cpu
                    min_tissue:float=0.1, # least tissue share of a tile that is predicted
                    smooth:float=1., # regions: Gaussian sigma (grid cells) over tissue tiles before the threshold; 0: none

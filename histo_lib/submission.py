@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HistoError, show_some, atomic_write
+from .core import HistoError, show_some
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['write_submission', 'SubmissionError', 'check_submission', 'validate_submission']

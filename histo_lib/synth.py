@@ -10,7 +10,8 @@ import json, hashlib, importlib.util
 from pathlib import Path
 import numpy as np, pandas as pd, tifffile
 from PIL import Image
-from .core import HistoError, atomic_write, atomic_path, write_json, show_some, check_writable, center_box, HE_REF, patch_size, default_mpp, box_mean
+from .core import HistoError, show_some, center_box, HE_REF, patch_size, default_mpp, box_mean
+from .files import atomic_write, atomic_path, write_json, check_writable
 
 # %% auto #0
 __all__ = ['NEG', 'POS', 'DECOY', 'SYNTH_VERSION', 'synth_patches', 'make_synth', 'make_synth_folder', 'make_synth_h5',

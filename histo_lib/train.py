@@ -6,14 +6,13 @@ Docs: https://histo-lib.github.io/histo_lib/train.html.md"""
 
 # %% ../nbs/05_train.ipynb #03-train-002
 from __future__ import annotations
-import time, inspect, typing, contextlib, ast, warnings
+import time, contextlib, ast, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from fastcore.basics import listify, store_attr
-from fastcore.docments import docments
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.torch_core import default_device, TensorImage, TensorCategory
@@ -28,20 +27,22 @@ from fastai.callback.mixup import MixUp
 import fastai.vision.learner  # noqa: F401 (registers show_results and plot_top_losses for image batches)
 from fastai.imports import dispatch
 from fastai.vision.data import get_grid
-from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, check_values
+from .core import HistoError, default_mpp, patch_size
+from .settings import run_params, check_params, call_with
+from .files import atomic_path, check_writable, save_png
+from .runtime import set_seed, keep_freed_memory
 from .data import class_names, histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
-from .core import patch_size
 from .models import build_model, body_head, pretrained_stats, save_artefact, load_artefact
 from .callbacks import *
 from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_dataset, launch
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner',
-           'plot_top_losses', 'fit_run', 'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves',
-           'train', 'model_kwargs_of', 'run_cfg', 'save_run', 'run_dls', 'load_run']
+__all__ = ['run_param_owners', 'param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with',
+           'histo_learner', 'plot_top_losses', 'fit_run', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of',
+           'run_cfg', 'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -197,38 +198,13 @@ def fit_run(learn:Learner, # from `histo_learner`
     return learn
 
 # %% ../nbs/05_train.ipynb #05-train-params
-_scalar = (int, float, str, bool, type(None))
-
-def _types(anno)->tuple:
-    "The plain types an annotation allows (`int|None` -> (int, NoneType)); () when it is not a plain setting."
-    ts = typing.get_args(anno) or (anno,)
-    return ts if all(t in _scalar for t in ts) else ()
-
-def run_params()->dict:
-    "Every run parameter, declared once where it is used (`train`, `histo_dls`, `histo_learner`, `fit_run`): name -> type, default, doc."
-    res = {}
-    for f in (train, histo_dls, histo_learner, fit_run):
-        hints, docs = typing.get_type_hints(f), docments(f, full=True)
-        for k,p in inspect.signature(f).parameters.items():
-            if k in res or p.kind==p.VAR_KEYWORD or not _types(hints.get(k)): continue
-            res[k] = dict(types=_types(hints[k]), default=p.default, doc=docs[k]['docment'], owner=f.__name__)
-    return res
+run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the functions that declare the run parameters, in the order `settings.run_params` reads them
 
 param_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
                lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
                mixup=(0, None))  # each run parameter's range: read by `check_params`, and by the command line without importing torch
 
-def check_params(params:dict, # run parameters, by name (values or settings-file text)
-                 where:str='train', # named in errors: a function, a settings file or the command line
-                )->dict:
-    "Typed, checked run parameters: an unknown name, a wrong type or a value out of range is one line naming it."
-    return check_values(params, run_params(), param_bounds, where)
-
-def recipe_params(settings:dict # settings as `load_settings` returns them (text values)
-                 )->dict:
-    "What `train` takes from `settings`: its run parameters and `model_*` keys, without the data and output folders."
-    return {k:v for k,v in settings.items() if (k in run_params() or k.startswith('model_')) and k not in ('data', 'out')}
 
 
 # %% ../nbs/05_train.ipynb #05-train-train
@@ -251,19 +227,19 @@ def plot_curves(hist:pd.DataFrame, # history.csv: epoch, train_loss, valid_loss,
     a1.plot(hist.epoch, hist.train_loss, 'o-', label='train'); a1.plot(hist.epoch, hist.valid_loss, 'o-', label='valid')
     a1.set(xlabel='epoch', ylabel='loss', title='Loss'); a1.legend()
     a2.plot(hist.epoch, hist.roc_auc, 'o-', color='C2'); a2.set(xlabel='epoch', ylabel='ROC AUC', title='Validation ROC AUC')
-    with atomic_path(fn) as p: fig.savefig(p, dpi=100, bbox_inches='tight')
+    save_png(fig, fn, tight=True)
     return Path(fn)
 
 def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HDF5)
           out:str, # run folder: model.safetensors, model.json, history.csv, curves.png, checkpoints/
-          mpp:float=0.972, # microns per pixel of the training patches (PCam: 0.972, about 10x); slides are read at it
+          mpp:float=default_mpp, # microns per pixel of the training patches (PCam: 0.972, about 10x); slides are read at it
           device=None, # where batches, augmentation and the model run; None: fastai's default (the GPU when there is one)
           nproc:int=1, # data-parallel worker processes: one per GPU, else CPU processes (gloo); 0: one per GPU
           cbs=None, # more callbacks
           **params, # the run parameters of `histo_dls`, `histo_learner` and `fit_run` (see `run_params`); `model_*` go to the model
          )->Learner:
     "Train on the dataset at `data` and save the model artefact in `out`; every parameter is checked before anything is made."
-    keep_freed_memory()  # a training step's activations reuse freed memory instead of fresh pages (see `core`)
+    keep_freed_memory()  # a training step's activations reuse freed memory instead of fresh pages (see `runtime`)
     out, t0 = Path(out), time.time()
     model_kwargs = params.pop('model_kwargs', None) or {}  # a dict for the architecture: not a setting
     p = check_params({**{k:v['default'] for k,v in run_params().items() if k not in ('data','out')}, **params, 'mpp': mpp, 'nproc': nproc})
@@ -279,21 +255,15 @@ def train(data:str, # dataset folder in any layout (Kaggle, ImageFolder, PCam HD
         return load_run(out, device=device)
     if is_worker():
         device = init_distrib(device)
-        decode_dataset(data, layout=p['layout'], valid=p['valid'], cache=p['cache'], skip_bad=p['skip_bad'])
+        call_with(decode_dataset, p, data)
     with deterministic(p['seed']):
-        dls = histo_dls(data, crop=p['crop'], bs=p['bs'], seed=p['seed'], valid=p['valid'], valid_pct=p['valid_pct'], groups=p['groups'],
-                        refit=p['refit'], layout=p['layout'], skip_bad=p['skip_bad'], drop_outliers=p['drop_outliers'], cache=p['cache'],
-                        lighting=p['lighting'], shift=p['shift'], stain_norm=p['stain_norm'], stain_aug=p['stain_aug'],
-                        num_workers=p['num_workers'], stats=stats, device=device or default_device(),
-                        report=out/'dropped_items.csv' if p['skip_bad'] else None)
-        learn = histo_learner(dls, p['arch'], weights=p['weights'], model_kwargs=p['model_kwargs'], label_smoothing=p['label_smoothing'],
-                              channels_last=p['channels_last'], bf16=p['bf16'], stats=stats, path=out, model_dir='checkpoints', cbs=cbs)
+        dls = call_with(histo_dls, p, data, stats=stats, device=device or default_device(), report=out/'dropped_items.csv' if p['skip_bad'] else None)
+        learn = call_with(histo_learner, p, dls, stats=stats, path=out, model_dir='checkpoints', cbs=cbs)
         out.mkdir(parents=True, exist_ok=True)
         if not rank_distrib():
             with atomic_path(out/'valid_items.csv') as f: dls.items['valid'][['id','src','label']].to_csv(f, index=False)
         with distrib_fit(learn, device):  # several processes: DDP, a shard of every epoch each, metrics on the whole valid set
-            fit_run(learn, epochs=p['epochs'], lr=p['lr'], monitor=p['monitor'], patience=p['patience'], keep=p['keep'], resume=p['resume'],
-                    wd=p['wd'], pct_start=p['pct_start'], ema=p['ema'], freeze_epochs=p['freeze_epochs'], lr_mult=p['lr_mult'], mixup=p['mixup'])
+            call_with(fit_run, p, learn)
             scores = dict(zip(['valid_loss', 'accuracy', 'roc_auc'], map(float, learn.validate())))
     if rank_distrib(): return learn  # one writer: rank 0
     record = {**{k:p[k] for k in run_params() if k in p}, 'data': str(data), 'n_train': len(dls.items['train']),
@@ -316,7 +286,7 @@ def model_kwargs_of(params:dict # run parameters or settings, with `model_*` key
 
 # %% ../nbs/05_train.ipynb #05-train-loadrun
 def run_cfg(learn:Learner, # from `histo_learner` (or `load_run`)
-            mpp:float=0.972, # microns per pixel of the training patches (PCam: 0.972); slides are read at it
+            mpp:float=default_mpp, # microns per pixel of the training patches (PCam: 0.972); slides are read at it
             **extra, # more entries for model.json (`train` adds its run record and validation scores)
            )->dict:
     "What model.json says of `learn`: architecture, crop, mean and std, stain normalizer, from the `Learner` and its `DataLoaders`."
@@ -328,7 +298,7 @@ def run_cfg(learn:Learner, # from `histo_learner` (or `load_run`)
 
 def save_run(learn:Learner, # from `histo_learner` (or `load_run`)
              run_dir:str|Path, # the run folder to write: model.safetensors + model.json (+ curves.png when the run has a history.csv)
-             mpp:float=0.972, # microns per pixel of the training patches (PCam: 0.972); slides are read at it
+             mpp:float=default_mpp, # microns per pixel of the training patches (PCam: 0.972); slides are read at it
              **extra, # more entries for model.json
             )->Path:
     "Write `learn` as the pickle-free run folder that `load_run`, `histo predict`, `histo slide` and the Kaggle kernel read; returns model.json."

@@ -50,7 +50,7 @@ def test_notebooks_follow_the_house_style():
 no_example_yet = {
     '00a_synth': ['00a-synth-008', '00a-synth-016', '00a-synth-017', '00a-synth-028'],
     '04_callbacks': ['03-train-008', '03-train-013', '04-cb-prog'],
-    '05_train': ['05-train-learner', '05-train-fit', '05-train-params'],
+    '05_train': ['05-train-learner', '05-train-fit'],
     '06_infer': ['04-infer-023', '04-infer-024', '04-infer-025'],
     '08_evaluate': ['05-evaluate-005', '05-evaluate-017'],
     '10c_slide': ['10c-slide-33', '10c-slide-33b', '10c-slide-35'],
@@ -75,8 +75,7 @@ def no_example(cells:list)->list:
 def test_recipes_check_as_train_parameters():
     "Every recipe (packaged settings.ini) passes train's parameter check, and cpu-best is the documented recipe."
     import configparser
-    from histo_lib.core import load_settings, packaged_settings
-    from histo_lib.train import check_params
+    from histo_lib.settings import load_settings, packaged_settings, check_params
     cp = configparser.ConfigParser(); cp.read(packaged_settings)
     for name in cp.sections():
         s = load_settings(packaged_settings, name)
@@ -86,8 +85,7 @@ def test_recipes_check_as_train_parameters():
 
 def test_the_demo_settings():
     "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
-    from histo_lib.core import load_settings
-    from histo_lib.train import check_params
+    from histo_lib.settings import load_settings, check_params
     s = load_settings(ROOT/'settings.ini', 'demo')
     assert (s['data'], s['out']) == ('samples/pcam-mini', 'runs/demo') and (ROOT/s['data']/'valid'/'1').is_dir()
     p = check_params({k:v for k,v in s.items() if k not in ('data','out','tta','infer_bs','settings_file','recipe')}, where='demo')

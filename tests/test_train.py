@@ -137,8 +137,7 @@ def test_fine_tune_and_lr_find(tmp_path):
 def test_packaged_defaults_are_the_signatures():
     "The packaged settings.ini's [DEFAULT] says what the run parameters' signatures say, key by key."
     import configparser
-    from histo_lib.core import packaged_settings
-    from histo_lib.train import run_params, check_params
+    from histo_lib.settings import packaged_settings, run_params, check_params
     cp = configparser.ConfigParser(); cp.read(packaged_settings)
     rp, d = run_params(), dict(cp['DEFAULT'])
     assert set(d) - set(rp) == {'tta', 'infer_bs'}                                            # prediction's keys, not run parameters

@@ -12,7 +12,7 @@ from conftest import histo_cmd
 
 pytest.importorskip('openslide'); pytest.importorskip('starlette'); pytest.importorskip('uvicorn')
 from histo_lib.synth import slide_truth
-from histo_lib.core import write_json
+from histo_lib.files import write_json
 from histo_lib.regions import tumour_regions
 from histo_lib.synth import synth_slide
 from histo_lib.wsi import read_plan
