@@ -30,8 +30,9 @@ from .train import *
 from .infer import *
 from .submission import *
 from .evaluate import *
+from .calibration import *
 import fastai.vision.all as _fastai_all
-import histo_lib.core, histo_lib.settings, histo_lib.files, histo_lib.runtime, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data, histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate
+import histo_lib.core, histo_lib.settings, histo_lib.files, histo_lib.runtime, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data, histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate, histo_lib.calibration
 # a module of imports only: its star-import re-exports fastai's vision API and every module's own `__all__`
 __all__ = sorted({n for n in dir(_fastai_all) if not n.startswith('_')} | {n for m in (histo_lib.core, histo_lib.settings, histo_lib.files, histo_lib.runtime, histo_lib.synth, histo_lib.stain, histo_lib.patches, histo_lib.cache, histo_lib.audit, histo_lib.transforms, histo_lib.data,
-                  histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate) for n in m.__all__})
+                  histo_lib.models, histo_lib.callbacks, histo_lib.train, histo_lib.infer, histo_lib.submission, histo_lib.evaluate, histo_lib.calibration) for n in m.__all__})
