@@ -264,11 +264,10 @@ class HistoDataBlock(DataBlock):
         dsets = self.datasets(source, verbose=verbose)
         kw = dict(bs=bs, val_bs=bs*2, drop_last=len(dsets.train)>bs, num_workers=num_workers, **{**self.dls_kwargs, **kwargs})
         dls = dsets.dataloaders(path=path, after_item=self.item_tfms, after_batch=self.batch_tfms, verbose=verbose, **kw)
-        dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
         tfms = {type(t): t for t in dls.train.after_batch.fs}
-        dls.stats, dls.crop, dls.stain_norm = tfms[PatchNormalize].stats, tfms[PatchCrop].crop, dls.train.store().norm
-        dls.items = {k: dsets.table.iloc[dsets.table_splits[i]].reset_index(drop=True) for i,k in enumerate(('train', 'valid'))}
-        return dls
+        items = {k: dsets.table.iloc[dsets.table_splits[i]].reset_index(drop=True) for i,k in enumerate(('train', 'valid'))}
+        return HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device, stats=tfms[PatchNormalize].stats, crop=tfms[PatchCrop].crop,
+                                stain_norm=dls.train.store().norm, items=items)
 
 def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
                  stats:tuple|None=None, # (mean, std) per channel in 0..1 units; None: the training items' own
@@ -297,6 +296,15 @@ def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
 
 class HistoDataLoaders(DataLoaders):
     "fastai `DataLoaders` that carry `stats`, `crop`, `stain_norm` (what a model records) and `items`, and whose `test_dl` also takes a dataset folder."
+    def __init__(self, *loaders, # fastai's: train, valid, ...
+                 path='.', device=None, # fastai's
+                 stats:tuple|None=None, # (mean, std) the batches are normalized with (model.json's mean and std)
+                 crop:int|None=None, # the centre crop in pixels
+                 stain_norm=None, # the fitted stain normaliser, or None
+                 items:dict|None=None, # 'train' and 'valid' items tables
+                ):
+        super().__init__(*loaders, path=path, device=device)
+        store_attr('stats,crop,stain_norm'); self.items = items or {}
     def test_dl(self, test_items, # sources (paths, `file.h5#i`), an items table, or a dataset folder (its test split)
                 **kwargs):
         if isinstance(test_items, (str, Path)) and Path(test_items).is_dir():
@@ -309,8 +317,7 @@ class HistoDataLoaders(DataLoaders):
     def new_empty(self):
         "Empty `DataLoaders` with the same transforms and records (`stats`, `crop`, `stain_norm`), no items: what `learn.export` pickles."
         res = super().new_empty()
-        for k in ('stats', 'crop', 'stain_norm'): setattr(res, k, getattr(self, k, None))
-        res.items = {}
+        res.stats, res.crop, res.stain_norm = self.stats, self.crop, self.stain_norm
         for dl in res.loaders:
             for tl in dl.dataset.tls: tl.splits = L([slice(None), []])  # fastai's empty lists keep every item's split position
         return res
