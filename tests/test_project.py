@@ -58,7 +58,7 @@ no_example_yet = {
     '10f_camelyon': ['10f-cam-14', '10f-cam-33', '10f-cam-35', '10f-cam-36', '10f-cam-37', '10f-cam-38'],
     '11_cli': ['06-cli-008', '06-cli-009', '06-cli-010', '06-cli-010b', '06-cli-011', '06-cli-012v', '06-cli-013'],
     '12_kaggle': ['07-kaggle-020'],
-    '13_release': ['13-release-009'],
+    '12a_kaggle_upload': ['12a-upload-009'],
 }
 
 def no_example(cells:list)->list:
