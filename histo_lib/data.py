@@ -21,7 +21,7 @@ from fasttransform import Transform
 from .core import HistoError, show_some, patch_size, suggest
 from .stain import normalize_batch, stain_normalize, fit_stain_norm
 from .patches import detect_layout, load_items, has_split, split_dirs, check_labelled, valid_items
-from .cache import read_patches, decode_items
+from .cache import read_patches, decode_items, Rows
 from .audit import outlier_flags
 from .transforms import PatchCrop, PatchNormalize, histo_tfms, channel_stats
 
@@ -99,6 +99,9 @@ class PatchStore:
             order = np.argsort(row[pos])
             out[pos[order]] = self.arrays[k][row[pos][order]]
         return out
+    def __getitem__(self, srcs):
+        "Pixels of one source (96,96,3) or of an array of them (N,96,96,3): a `cache.Rows` of sources indexes this."
+        return self([srcs])[0] if isinstance(srcs, (str, Path)) else self(srcs)
     def normalize(self, norm, # a fitted stain normalizer
                   srcs, # the sources whose arrays it normalizes (once each), in memory from now on
                  )->PatchStore:
@@ -116,14 +119,6 @@ class PatchReader(Transform):
     def encodes(self, src:str|Path): return TensorImage(torch.from_numpy(self.store([str(src)])[0]).permute(2,0,1))
 
 # %% ../nbs/02e_data.ipynb #02e-011
-class _StoreRows:
-    "Rows of the pixels of `srcs`, read from `store` when indexed."
-    def __init__(self, store, srcs): self.store, self.srcs = store, list(srcs)
-    def __len__(self): return len(self.srcs)
-    def __getitem__(self, idx):
-        idx = np.arange(len(self.srcs))[idx] if isinstance(idx, slice) else np.atleast_1d(idx)
-        return self.store([self.srcs[i] for i in idx])
-
 def _set_stats(tfm:PatchNormalize, stats:tuple):
     "Give `tfm` the statistics `stats` (mean, std per channel, 0..1 units)."
     tfm.stats = (list(stats[0]), list(stats[1]))
@@ -146,7 +141,7 @@ class HistoDL(TfmdDL):
         return memo[i]
     def patch_rows(self):
         "A row view of this loader's uint8 pixels, read when indexed: what `PatchNormalize` takes the training statistics from."
-        return _StoreRows(self.store(), self.dataset.tls[0].items)
+        return Rows(self.store(), list(self.dataset.tls[0].items))
 
 # %% ../nbs/02e_data.ipynb #02e-012
 class_names = ('normal', 'tumour')  # how people read the labels 0 and 1: the `CategoryBlock`'s vocab
@@ -247,12 +242,12 @@ class HistoDataBlock(DataBlock):
         _two_classes(items['label'].values[va], f"The validation split ({len(va)} items, {how})")
         store, srcs = self.store, items['src'].astype(str).values
         if o['drop_outliers']:
-            out = outlier_flags(_StoreRows(store, srcs[tr]))[['blank','dark']].any(axis=1).values
+            out = outlier_flags(Rows(store, srcs[tr]))[['blank','dark']].any(axis=1).values
             print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
             tr = tr[~out]
-        if o['stain_norm'] not in (None, '', 'none'): store.normalize(fit_stain_norm(_StoreRows(store, srcs[tr]), o['stain_norm'], o['seed']), srcs)
+        if o['stain_norm'] not in (None, '', 'none'): store.normalize(fit_stain_norm(Rows(store, srcs[tr]), o['stain_norm'], o['seed']), srcs)
         norm = next(t for t in self.batch_tfms if isinstance(t, PatchNormalize))
-        _set_stats(norm, o['stats'] or channel_stats(_StoreRows(store, srcs[tr])))
+        _set_stats(norm, o['stats'] or channel_stats(Rows(store, srcs[tr])))
         if o['refit']: tr = np.concatenate([tr, va])  # after the fits above, which stay the training items'; validation still runs
         return tr, va
     def dataloaders(self, source, # a dataset folder in any layout, an items table, or sources (paths, `file.h5#i`)
