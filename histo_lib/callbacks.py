@@ -17,6 +17,8 @@ from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import rank_distrib
+from torch.nn.parallel import DistributedDataParallel
+from timm.utils.model_ema import ModelEmaV3
 from .core import HistoError, write_json, atomic_path, progress_mode
 
 # %% auto #0
@@ -133,30 +135,24 @@ def mixed_precision(device)->Callback:
 
 # %% ../nbs/04_callbacks.ipynb #03-train-013
 class EMA(Callback):
-    "Keep an exponential moving average of the weights; validate, checkpoint and finish with it."
+    "Keep an exponential moving average of the weights (timm's `ModelEmaV3`); validate, checkpoint and finish with it."
     order = 55  # before SaveModelCallback (60) and ResumeCheckpoint reach after_epoch
     def __init__(self, decay:float=0.999, # per-step decay of the average
                  state:dict|None=None, # raw and shadow weights and step count to continue from: the 'EMA' entry of `restore_checkpoint(...)['cbs']`
                 ): store_attr()
     def before_fit(self):
-        sd = self.learn.model.state_dict()
-        self.live, self.raw, self.t = list(sd.values()), None, 0
-        self.shadow = [v.detach().clone() for v in self.live]
-        st = self.state
-        if st is not None:
-            for d,s in zip(self.shadow, st['shadow']): d.copy_(s)
-            for d,s in zip(self.live, st['raw']): d.copy_(s)
-            self.t = int(st['t'])
-        self.fl = [i for i,v in enumerate(self.live) if v.is_floating_point()]
+        net = self.learn.model
+        self.net = net.module if isinstance(net, DistributedDataParallel) else net  # the model a data-parallel run wraps
+        self.avg = ModelEmaV3(self.net, decay=self.decay, use_warmup=True, warmup_gamma=9, warmup_power=1)
+        self.live, self.shadow = list(self.net.state_dict().values()), list(self.avg.module.state_dict().values())
+        self.raw, self.t = None, 0
+        if self.state is not None:
+            self._copy(self.shadow, self.state['shadow']); self._copy(self.live, self.state['raw']); self.t = int(self.state['t'])
     def before_train(self):
         if self.raw is not None: self._copy(self.live, self.raw); self.raw = None
     def after_step(self):
         self.t += 1
-        d = min(self.decay, (1+self.t)/(10+self.t))
-        with torch.no_grad():
-            torch._foreach_lerp_([self.shadow[i] for i in self.fl], [self.live[i] for i in self.fl], 1-d)
-            for i,(s,v) in enumerate(zip(self.shadow, self.live)):
-                if i not in self.fl: s.copy_(v)
+        self.avg.update(self.net, step=self.t+2)  # timm's warmup, 1-(1+s/9)^-1 at its s = step-1 = t+1, is min(decay, (1+t)/(10+t))
     def before_validate(self):
         if self.raw is None: self.raw = [v.detach().clone() for v in self.live]
         self._copy(self.live, self.shadow)
