@@ -178,7 +178,7 @@ class ProgressLog(Callback):
         "One line: `epoch 2/4: train_loss 0.4123, valid_loss 0.3901, accuracy 0.8300, roc_auc 0.9012, time 00:41`; 'frozen epoch' while the body is frozen."
         names = self.learn.recorder.metric_names
         total = self.learn.n_epoch  # a resumed fit has all of them too: it starts at `start_epoch`
-        frozen = getattr(getattr(self.learn, 'opt', None), 'frozen_idx', 0)>0  # `learn.freeze()`: the warm-up of transfer learning
+        frozen = self.learn.opt is not None and self.learn.opt.frozen_idx>0  # `learn.freeze()`: the warm-up of transfer learning
         figs = ', '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n,v in zip(names[1:], list(log)[1:]))
         print(f"{'frozen epoch' if frozen else 'epoch'} {log[0]+1}/{total}: {figs}", flush=True)
 

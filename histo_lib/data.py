@@ -14,7 +14,7 @@ from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.data.core import TfmdDL, DataLoaders, Datasets, FilteredBase
 from fastai.data.block import DataBlock, TransformBlock, CategoryBlock
-from fastai.data.transforms import IntToFloatTensor, broadcast_vec
+from fastai.data.transforms import IntToFloatTensor, Normalize, broadcast_vec
 from fastai.data.load import fa_collate, DataLoader
 from fastai.torch_core import TensorImage
 from fasttransform import Transform
@@ -309,6 +309,14 @@ class HistoDataLoaders(DataLoaders):
             test_items = load_items(d, 'test')
         if isinstance(test_items, pd.DataFrame): test_items = test_items['src']
         return super().test_dl([str(o) for o in test_items], **kwargs)
+    def normalize_with(self, stats:tuple # (mean, std) per channel, in 0..1 units
+                      )->HistoDataLoaders:
+        "Make every loader normalize its batches with `stats`, and record them in `stats` (model.json's mean and std)."
+        self.stats = (list(stats[0]), list(stats[1]))
+        for t in {id(t):t for dl in self.loaders for t in dl.after_batch.fs if isinstance(t, Normalize)}.values():
+            _set_stats(t, self.stats)  # its mean and std (`PatchNormalize` also says what it uses)
+            if self.device is not None: t.mean, t.std = t.mean.to(self.device), t.std.to(self.device)
+        return self
     def new_empty(self):
         "Empty `DataLoaders` with the same transforms and records (`stats`, `crop`, `stain_norm`), no items: what `learn.export` pickles."
         res = super().new_empty()

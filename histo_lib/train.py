@@ -18,7 +18,7 @@ from fastai.learner import Learner, CancelEpochException
 from fastai.callback.core import Callback
 from fastai.torch_core import default_device, TensorImage, TensorCategory
 from fastai.data.core import Datasets, TfmdLists
-from fastai.data.transforms import Categorize, Normalize, broadcast_vec
+from fastai.data.transforms import Categorize
 from fastai.callback.tracker import EarlyStoppingCallback
 import fastai.callback.schedule  # noqa: F401 (patches `Learner.fit_one_cycle` and `lr_find`)
 from fastai.losses import BCEWithLogitsLossFlat
@@ -30,7 +30,6 @@ from fastai.imports import dispatch
 from fastai.vision.data import get_grid
 from .core import HistoError, set_seed, atomic_path, check_writable, keep_freed_memory, check_values
 from .data import class_names, histo_dls, HistoDataLoaders, PatchStore, PatchReader, HistoDL
-from .transforms import PatchNormalize
 from .transforms import tta_view, check_tta, input_tfms
 from .stain import stain_from_state
 from .core import patch_size
@@ -40,9 +39,9 @@ from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_d
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with', 'histo_learner',
-           'plot_top_losses', 'fit_run', 'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves',
-           'train', 'model_kwargs_of', 'run_cfg', 'save_run', 'run_dls', 'load_run']
+__all__ = ['param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner', 'plot_top_losses', 'fit_run',
+           'run_params', 'check_params', 'recipe_params', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of',
+           'run_cfg', 'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -130,17 +129,6 @@ class HistoLearner(Learner):
         return super().show_results(ds_idx, dl, max_n, shuffle, **kwargs)
     def save_run(self, run_dir:str|Path, **kwargs)->Path: return save_run(self, run_dir, **kwargs)
 
-def normalize_with(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
-                   stats:tuple, # (mean, std) per channel, in 0..1 units
-                  )->HistoDataLoaders:
-    "Make every loader of `dls` normalize its batches with `stats`, and record them in `dls.stats` (model.json's mean and std)."
-    stats = (list(stats[0]), list(stats[1]))
-    for t in {id(t):t for dl in dls.loaders for t in dl.after_batch.fs if isinstance(t, Normalize)}.values():
-        t.mean, t.std = (v if dls.device is None else v.to(dls.device) for v in broadcast_vec(1, 4, *stats, cuda=False))
-        if isinstance(t, PatchNormalize): t.stats = stats  # it says what it uses
-    dls.stats = stats  # declared in `HistoDataLoaders.__init__`
-    return dls
-
 def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
                   arch:str='reference', # 'reference' (the reference CNN) or any timm architecture name
                   weights:str|None=None, # a local timm checkpoint (.pth/.safetensors) to start from; nothing is downloaded
@@ -156,7 +144,7 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
     "A fastai `Learner` with BCE on one logit, Adam, accuracy and ROC AUC, and a body/head split for `freeze` and discriminative LRs."
     model = build_model(arch, weights=weights, **(model_kwargs or {}))
     stats = stats or (pretrained_stats(arch) if weights else None)
-    if stats is not None and [list(s) for s in stats]!=[list(s) for s in dls.stats]: normalize_with(dls, stats)
+    if stats is not None and [list(s) for s in stats]!=[list(s) for s in dls.stats]: dls.normalize_with(stats)
     if channels_last: model = model.to(memory_format=torch.channels_last)
     return HistoLearner(dls, model, arch, model_kwargs, pretrained=weights is not None, loss_func=SmoothBCE(label_smoothing), opt_func=Adam,
                         metrics=[Accuracy(), RocAuc()], splitter=body_head, path=path, model_dir=model_dir,
