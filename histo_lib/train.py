@@ -89,7 +89,10 @@ class HistoLearner(Learner):
         super().__init__(dls, model, **kwargs)
         self.arch, self.model_kwargs, self.pretrained, self.cfg = arch, dict(model_kwargs or {}), pretrained, cfg
         self.warned_random, self.first_epoch = False, 0  # `first_epoch`: where `fit(..., start_epoch)` starts (not `start_epoch`: fastai's `Recorder` has one)
-    def fit(self, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
+    def fit(self, n_epoch, # the epochs of the whole run, those before `start_epoch` included (fastai's)
+            lr=None, wd=None, cbs=None, reset_opt=False, # fastai's
+            start_epoch:int=0, # the first epoch to train (a resumed run's); the schedule stands at start_epoch/n_epoch
+           ):
         "fastai's `fit`, whose `start_epoch` (a resumed run's) starts the epoch loop there: fastai's `SkipToEpoch` would run `after_epoch` on the skipped ones."
         self.first_epoch = start_epoch
         try: super().fit(n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
@@ -192,6 +195,7 @@ def fit_run(learn:Learner, # from `histo_learner`
     cbs = listify(cbs) + ([MixUp(mixup)] if mixup else [])
     if freeze_epochs and not resume:
         learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=cbs); learn.unfreeze()
+    if resume and not isinstance(learn, HistoLearner): raise HistoError("resume needs a HistoLearner (histo_learner or load_run): a plain fastai Learner's start_epoch runs after_epoch on the epochs it skips.")
     ck = restore_checkpoint(learn) if resume else dict(start=0, cbs={})
     start = ck['start']
     if start>=epochs: print(f"The run in {learn.path} already finished its {epochs} epochs."); return learn
