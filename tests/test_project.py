@@ -49,7 +49,6 @@ def test_notebooks_follow_the_house_style():
 # (10c-slide-33b, 10e_extract, 10f_camelyon and 06-cli-010b/012v came with branches merged into main meanwhile.)
 no_example_yet = {
     '00a_synth': ['00a-synth-008', '00a-synth-016', '00a-synth-017', '00a-synth-028'],
-    '04_callbacks': ['03-train-008', '03-train-013', '04-cb-prog'],
     '05_train': ['05-train-learner', '05-train-fit', '05-train-params'],
     '06_infer': ['04-infer-023', '04-infer-024', '04-infer-025'],
     '08_evaluate': ['05-evaluate-005', '05-evaluate-017'],
