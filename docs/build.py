@@ -183,6 +183,11 @@ missing = {}   # 'mod.name' -> parameters without a docments line
 errors = []    # what makes the build fail, said at the end
 
 def param_table(o, qual:str)->list:
+    """The parameter table nbdev's `show_doc` shows, from the same fastcore `docments`. fastcore's own `DocmentTbl` is
+    not used: measured over the 309 API objects (2026-12-07), it renders nothing for 36 that have parameters but no
+    docments (here they still get their types and defaults, and `missing` lists them for the build's check), shows a
+    str default unquoted in 49 tables (the text 'none' and None read alike), and drops the `*`/`**` of the variadic
+    parameters in 17. Its `|` escaping is right (no row breaks its columns)."""
     try: sig = inspect.signature(o)
     except (TypeError, ValueError): return []
     ps = [p for p in sig.parameters.values() if p.name not in ('self', 'cls')]

@@ -226,8 +226,10 @@ def decode_items(df:pd.DataFrame, # items table
     return np.asarray(arr[keep]), df.iloc[keep].reset_index(drop=True)
 
 class Rows:
-    "Rows `idx` of an array, without copying it (a memmap stays on disk)."
-    def __init__(self, x, idx): self.x, self.idx = x, np.asarray(idx)
+    "Rows `idx` of `x`, read when indexed: of an array or memmap (`idx` positions; nothing is copied, a memmap stays on disk) or of a `data.PatchStore` (`idx` sources)."
+    def __init__(self, x, # an array or memmap, or anything whose `x[keys]` gives the rows of an array of keys
+                 idx, # the keys of the rows, in order
+                ): self.x, self.idx = x, np.asarray(idx, dtype=object if len(idx) and isinstance(idx[0], str) else None)
     def __len__(self): return len(self.idx)
     def __getitem__(self, i): return self.x[self.idx[i]]
     @property

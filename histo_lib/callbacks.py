@@ -17,12 +17,14 @@ from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import rank_distrib
+from torch.nn.parallel import DistributedDataParallel
+from timm.utils.model_ema import ModelEmaV3
 from .core import HistoError
 from .files import write_json, atomic_path
 from .runtime import progress_mode
 
 # %% auto #0
-__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeAt', 'cpu_bf16_fast', 'BF16',
+__all__ = ['ResumeCheckpoint', 'restore_checkpoint', 'AtomicSaveModel', 'HistoryLog', 'ResumeTrackers', 'cpu_bf16_fast', 'BF16',
            'cuda_bf16_native', 'mixed_precision', 'EMA', 'ProgressLog', 'PreciseBN']
 
 # %% ../nbs/04_callbacks.ipynb #03-train-008
@@ -32,27 +34,34 @@ def _atomic_save(learn:Learner, fn:Path, with_opt:bool=True)->Path:
     with atomic_path(fn) as tmp: learn.save(tmp.absolute().with_suffix(''), with_opt=with_opt)  # absolute: `learn.save` puts a relative name under path/model_dir; it adds the .pth back
     return fn
 
+def _rng_state(dl)->dict:
+    "Every random state a run depends on: torch, Python, numpy and the training loader's shuffler (under DDP the wrapped loader's)."
+    return dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=getattr(dl, 'dl', dl).rng.getstate())
+
+def _trackers(learn:Learner)->dict:
+    "The tracker callbacks' best-so-far and patience counters, by class name."
+    bests = {type(cb).__name__: float(cb.best) for cb in learn.cbs if getattr(cb, 'best', None) is not None}
+    return dict(bests=bests, waits={type(cb).__name__: cb.wait for cb in learn.cbs if hasattr(cb, 'wait')})
+
 class ResumeCheckpoint(Callback):
     "After each epoch save weights, optimiser, epoch, tracker bests, random states and callback states (EMA) as one checkpoint in `checkpoints/`."
     order = SaveModelCallback.order+1
     def __init__(self, fname:str='last'): self.fname = fname
     def before_fit(self): self.run = not rank_distrib()  # one writer: rank 0 of a distributed run
     def after_epoch(self):
-        d, e = self.path/self.model_dir, self.epoch+getattr(self.learn, 'epoch_offset', 0)
+        d, e = self.path/self.model_dir, self.epoch  # the run's own epoch: a resumed fit counts from its `start_epoch`
         weights, state = f'{self.fname}.{e}.pth', f'{self.fname}_state.{e}.pth'  # this epoch's files, named in the .json last
         _atomic_save(self.learn, d/weights)
-        rng = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), dl=getattr(self.dls.train, 'dl', self.dls.train).rng.getstate())  # under DDP: the wrapped loader's
         cbs = {type(cb).__name__: cb.checkpoint_state() for cb in self.learn.cbs if hasattr(cb, 'checkpoint_state')}
-        with atomic_path(d/state) as tmp: torch.save(dict(rng=rng, cbs=cbs), tmp)
-        bests = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if hasattr(cb, 'best') and getattr(cb,'best',None) is not None}
-        write_json(dict(epoch=e, weights=weights, state=state, bests=bests,
-                        waits={type(cb).__name__: getattr(cb,'wait',0) for cb in self.learn.cbs if hasattr(cb,'wait')}),
-                   d/f'{self.fname}.json')
+        with atomic_path(d/state) as tmp: torch.save(dict(rng=_rng_state(self.dls.train), cbs=cbs), tmp)
+        write_json(dict(epoch=e, weights=weights, state=state, **_trackers(self.learn)), d/f'{self.fname}.json')
         for p in d.glob(f'{self.fname}*.pth'):  # the previous epoch's files, once the .json names the new ones
             if p.name not in (weights, state): p.unlink(missing_ok=True)
 
-def restore_checkpoint(learn:Learner, fname:str='last')->int:
-    "Load the checkpoint `checkpoints/last.json` names into `learn`; returns the epoch to start from."
+def restore_checkpoint(learn:Learner, # its weights, optimiser and the random states are loaded
+                       fname:str='last', # checkpoints/<fname>.json names the checkpoint
+                      )->dict:
+    "Load the checkpoint `checkpoints/last.json` names into `learn`; returns what else it holds: `start` (the epoch to start from), `bests`, `waits`, `cbs` (callback states)."
     d = learn.path/learn.model_dir
     if not (d/f'{fname}.json').exists(): raise HistoError(f"Nothing to resume in {learn.path}: no {learn.model_dir}/{fname}.json. Start without --resume.")
     try: state = json.loads((d/f'{fname}.json').read_text())
@@ -64,8 +73,7 @@ def restore_checkpoint(learn:Learner, fname:str='last')->int:
     saved = torch.load(st, weights_only=False)
     rng = saved.get('rng', saved)
     torch.set_rng_state(rng['torch']); random.setstate(rng['python']); np.random.set_state(rng['numpy']); learn.dls.train.rng.setstate(rng['dl'])
-    learn._resume_state, learn._resume_cbs = state, saved.get('cbs', {})
-    return state['epoch']+1
+    return dict(start=state['epoch']+1, bests=state.get('bests', {}), waits=state.get('waits', {}), cbs=saved.get('cbs', {}))
 
 class AtomicSaveModel(SaveModelCallback):
     "fastai's `SaveModelCallback` (keeps the best epoch's weights), writing them atomically."
@@ -82,26 +90,18 @@ class HistoryLog(CSVLogger):
         fn.write_text('\n'.join(lines[:1+self.start_epoch])+'\n')
         self.file = fn.open('a')
         self.old_logger, self.learn.logger = self.logger, self._write_line
-    def _write_line(self, log):
-        log = list(log); log[0] += getattr(self.learn, 'epoch_offset', 0)
-        super()._write_line(log)
 
-class ResumeAt(Callback):
-    "Run the remaining `total-start` epochs on the full one-cycle schedule, as epochs `start..total-1` in the logs."
-    order = -5  # after TrainEvalCallback resets the counters, before the recorder and the scheduler read them
-    def __init__(self, start:int, total:int, state:dict|None=None): store_attr()
+class ResumeTrackers(Callback):
+    "Put back the trackers' best-so-far and patience (`restore_checkpoint`'s `bests` and `waits`) after their `before_fit` reset them."
+    order = SaveModelCallback.order+2  # after every `TrackerCallback` (order 60) and `ResumeCheckpoint`
+    def __init__(self, bests:dict, # best value so far, by tracker class name
+                 waits:dict, # epochs without improvement, by tracker class name
+                ): store_attr()
     def before_fit(self):
-        self.learn.epoch_offset = self.start
-        print(f"Resuming at epoch {self.start} of {self.total}.")
-    def before_epoch(self):
-        if self.epoch==0 and self.state:  # put back best-so-far and patience after the trackers' before_fit reset
-            for cb in self.learn.cbs:
-                nm = type(cb).__name__
-                if nm in self.state.get('bests', {}): cb.best = self.state['bests'][nm]
-                if nm in self.state.get('waits', {}): cb.wait = self.state['waits'][nm]
-    def before_batch(self):
-        if self.training: self.learn.pct_train = (self.start + self.epoch + self.iter/self.n_iter)/self.total
-    def after_fit(self): self.learn.epoch_offset = 0
+        for cb in self.learn.cbs:
+            nm = type(cb).__name__
+            if nm in self.bests: cb.best = self.bests[nm]
+            if nm in self.waits: cb.wait = self.waits[nm]
 
 # %% ../nbs/04_callbacks.ipynb #c216ba70
 def cpu_bf16_fast()->bool:
@@ -137,30 +137,24 @@ def mixed_precision(device)->Callback:
 
 # %% ../nbs/04_callbacks.ipynb #03-train-013
 class EMA(Callback):
-    "Keep an exponential moving average of the weights; validate, checkpoint and finish with it."
+    "Keep an exponential moving average of the weights (timm's `ModelEmaV3`); validate, checkpoint and finish with it."
     order = 55  # before SaveModelCallback (60) and ResumeCheckpoint reach after_epoch
     def __init__(self, decay:float=0.999, # per-step decay of the average
-                 resume:bool=False, # restore raw and shadow weights from the checkpoint `restore_checkpoint` loaded
+                 state:dict|None=None, # raw and shadow weights and step count to continue from: the 'EMA' entry of `restore_checkpoint(...)['cbs']`
                 ): store_attr()
     def before_fit(self):
-        sd = self.learn.model.state_dict()
-        self.live, self.raw, self.t = list(sd.values()), None, 0
-        self.shadow = [v.detach().clone() for v in self.live]
-        st = getattr(self.learn, '_resume_cbs', {}).get('EMA') if self.resume else None
-        if st is not None:
-            for d,s in zip(self.shadow, st['shadow']): d.copy_(s)
-            for d,s in zip(self.live, st['raw']): d.copy_(s)
-            self.t = int(st['t'])
-        self.fl = [i for i,v in enumerate(self.live) if v.is_floating_point()]
+        net = self.learn.model
+        self.net = net.module if isinstance(net, DistributedDataParallel) else net  # the model a data-parallel run wraps
+        self.avg = ModelEmaV3(self.net, decay=self.decay, use_warmup=True, warmup_gamma=9, warmup_power=1)
+        self.live, self.shadow = list(self.net.state_dict().values()), list(self.avg.module.state_dict().values())
+        self.raw, self.t = None, 0
+        if self.state is not None:
+            self._copy(self.shadow, self.state['shadow']); self._copy(self.live, self.state['raw']); self.t = int(self.state['t'])
     def before_train(self):
         if self.raw is not None: self._copy(self.live, self.raw); self.raw = None
     def after_step(self):
         self.t += 1
-        d = min(self.decay, (1+self.t)/(10+self.t))
-        with torch.no_grad():
-            torch._foreach_lerp_([self.shadow[i] for i in self.fl], [self.live[i] for i in self.fl], 1-d)
-            for i,(s,v) in enumerate(zip(self.shadow, self.live)):
-                if i not in self.fl: s.copy_(v)
+        self.avg.update(self.net, step=self.t+2)  # timm's warmup, 1-(1+s/9)^-1 at its s = step-1 = t+1, is min(decay, (1+t)/(10+t))
     def before_validate(self):
         if self.raw is None: self.raw = [v.detach().clone() for v in self.live]
         self._copy(self.live, self.shadow)
@@ -185,8 +179,8 @@ class ProgressLog(Callback):
     def _line(self, log):
         "One line: `epoch 2/4: train_loss 0.4123, valid_loss 0.3901, accuracy 0.8300, roc_auc 0.9012, time 00:41`; 'frozen epoch' while the body is frozen."
         names = self.learn.recorder.metric_names
-        total = getattr(self.learn, 'n_epoch', 0) + getattr(self.learn, 'epoch_offset', 0)
-        frozen = getattr(getattr(self.learn, 'opt', None), 'frozen_idx', 0)>0  # `learn.freeze()`: the warm-up of transfer learning
+        total = self.learn.n_epoch  # a resumed fit has all of them too: it starts at `start_epoch`
+        frozen = self.learn.opt is not None and self.learn.opt.frozen_idx>0  # `learn.freeze()`: the warm-up of transfer learning
         figs = ', '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n,v in zip(names[1:], list(log)[1:]))
         print(f"{'frozen epoch' if frozen else 'epoch'} {log[0]+1}/{total}: {figs}", flush=True)
 
@@ -198,7 +192,7 @@ class PreciseBN(Callback):
                  max_batches:int=50, # training batches the statistics are computed over
                 ): store_attr()
     def before_validate(self):
-        steps = (self.epoch + getattr(self.learn, 'epoch_offset', 0) + 1) * len(self.dls.train)  # also right after a resume
+        steps = (self.epoch + 1) * len(self.dls.train)  # a resumed fit's epochs count from its `start_epoch`
         bns = [m for m in self.model.modules() if hasattr(m, 'running_mean') and hasattr(m, 'momentum') and m.running_mean is not None]
         if steps>=self.min_steps or not bns: return
         moms = [m.momentum for m in bns]

@@ -14,7 +14,7 @@ from fastcore.basics import store_attr
 from fastcore.foundation import L
 from fastai.data.core import TfmdDL, DataLoaders, Datasets, FilteredBase
 from fastai.data.block import DataBlock, TransformBlock, CategoryBlock
-from fastai.data.transforms import IntToFloatTensor, broadcast_vec
+from fastai.data.transforms import IntToFloatTensor, Normalize, broadcast_vec
 from fastai.data.load import fa_collate, DataLoader
 from fastai.torch_core import TensorImage
 from fasttransform import Transform
@@ -22,7 +22,7 @@ from .core import HistoError, show_some, patch_size
 from .settings import suggest
 from .stain import normalize_batch, stain_normalize, fit_stain_norm
 from .patches import detect_layout, load_items, has_split, split_dirs, check_labelled, valid_items
-from .cache import read_patches, decode_items
+from .cache import read_patches, decode_items, Rows
 from .audit import outlier_flags
 from .transforms import PatchCrop, PatchNormalize, histo_tfms, channel_stats
 
@@ -100,6 +100,9 @@ class PatchStore:
             order = np.argsort(row[pos])
             out[pos[order]] = self.arrays[k][row[pos][order]]
         return out
+    def __getitem__(self, srcs):
+        "Pixels of one source (96,96,3) or of an array of them (N,96,96,3): a `cache.Rows` of sources indexes this."
+        return self([srcs])[0] if isinstance(srcs, (str, Path)) else self(srcs)
     def normalize(self, norm, # a fitted stain normalizer
                   srcs, # the sources whose arrays it normalizes (once each), in memory from now on
                  )->PatchStore:
@@ -117,14 +120,6 @@ class PatchReader(Transform):
     def encodes(self, src:str|Path): return TensorImage(torch.from_numpy(self.store([str(src)])[0]).permute(2,0,1))
 
 # %% ../nbs/02e_data.ipynb #02e-011
-class _StoreRows:
-    "Rows of the pixels of `srcs`, read from `store` when indexed."
-    def __init__(self, store, srcs): self.store, self.srcs = store, list(srcs)
-    def __len__(self): return len(self.srcs)
-    def __getitem__(self, idx):
-        idx = np.arange(len(self.srcs))[idx] if isinstance(idx, slice) else np.atleast_1d(idx)
-        return self.store([self.srcs[i] for i in idx])
-
 def _set_stats(tfm:PatchNormalize, stats:tuple):
     "Give `tfm` the statistics `stats` (mean, std per channel, 0..1 units)."
     tfm.stats = (list(stats[0]), list(stats[1]))
@@ -147,7 +142,7 @@ class HistoDL(TfmdDL):
         return memo[i]
     def patch_rows(self):
         "A row view of this loader's uint8 pixels, read when indexed: what `PatchNormalize` takes the training statistics from."
-        return _StoreRows(self.store(), self.dataset.tls[0].items)
+        return Rows(self.store(), list(self.dataset.tls[0].items))
 
 # %% ../nbs/02e_data.ipynb #02e-012
 class_names = ('normal', 'tumour')  # how people read the labels 0 and 1: the `CategoryBlock`'s vocab
@@ -248,12 +243,12 @@ class HistoDataBlock(DataBlock):
         _two_classes(items['label'].values[va], f"The validation split ({len(va)} items, {how})")
         store, srcs = self.store, items['src'].astype(str).values
         if o['drop_outliers']:
-            out = outlier_flags(_StoreRows(store, srcs[tr]))[['blank','dark']].any(axis=1).values
+            out = outlier_flags(Rows(store, srcs[tr]))[['blank','dark']].any(axis=1).values
             print(f"Dropping {int(out.sum())} outlier patches (blank or dark) from training.")
             tr = tr[~out]
-        if o['stain_norm'] not in (None, '', 'none'): store.normalize(fit_stain_norm(_StoreRows(store, srcs[tr]), o['stain_norm'], o['seed']), srcs)
+        if o['stain_norm'] not in (None, '', 'none'): store.normalize(fit_stain_norm(Rows(store, srcs[tr]), o['stain_norm'], o['seed']), srcs)
         norm = next(t for t in self.batch_tfms if isinstance(t, PatchNormalize))
-        _set_stats(norm, o['stats'] or channel_stats(_StoreRows(store, srcs[tr])))
+        _set_stats(norm, o['stats'] or channel_stats(Rows(store, srcs[tr])))
         if o['refit']: tr = np.concatenate([tr, va])  # after the fits above, which stay the training items'; validation still runs
         return tr, va
     def dataloaders(self, source, # a dataset folder in any layout, an items table, or sources (paths, `file.h5#i`)
@@ -265,11 +260,10 @@ class HistoDataBlock(DataBlock):
         dsets = self.datasets(source, verbose=verbose)
         kw = dict(bs=bs, val_bs=bs*2, drop_last=len(dsets.train)>bs, num_workers=num_workers, **{**self.dls_kwargs, **kwargs})
         dls = dsets.dataloaders(path=path, after_item=self.item_tfms, after_batch=self.batch_tfms, verbose=verbose, **kw)
-        dls = HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device)
         tfms = {type(t): t for t in dls.train.after_batch.fs}
-        dls.stats, dls.crop, dls.stain_norm = tfms[PatchNormalize].stats, tfms[PatchCrop].crop, dls.train.store().norm
-        dls.items = {k: dsets.table.iloc[dsets.table_splits[i]].reset_index(drop=True) for i,k in enumerate(('train', 'valid'))}
-        return dls
+        items = {k: dsets.table.iloc[dsets.table_splits[i]].reset_index(drop=True) for i,k in enumerate(('train', 'valid'))}
+        return HistoDataLoaders(*dls.loaders, path=dls.path, device=dls.device, stats=tfms[PatchNormalize].stats, crop=tfms[PatchCrop].crop,
+                                stain_norm=dls.train.store().norm, items=items)
 
 def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
                  stats:tuple|None=None, # (mean, std) per channel in 0..1 units; None: the training items' own
@@ -298,6 +292,15 @@ def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
 
 class HistoDataLoaders(DataLoaders):
     "fastai `DataLoaders` that carry `stats`, `crop`, `stain_norm` (what a model records) and `items`, and whose `test_dl` also takes a dataset folder."
+    def __init__(self, *loaders, # fastai's: train, valid, ...
+                 path='.', device=None, # fastai's
+                 stats:tuple|None=None, # (mean, std) the batches are normalized with (model.json's mean and std)
+                 crop:int|None=None, # the centre crop in pixels
+                 stain_norm=None, # the fitted stain normaliser, or None
+                 items:dict|None=None, # 'train' and 'valid' items tables
+                ):
+        super().__init__(*loaders, path=path, device=device)
+        store_attr('stats,crop,stain_norm'); self.items = items or {}
     def test_dl(self, test_items, # sources (paths, `file.h5#i`), an items table, or a dataset folder (its test split)
                 **kwargs):
         if isinstance(test_items, (str, Path)) and Path(test_items).is_dir():
@@ -307,11 +310,18 @@ class HistoDataLoaders(DataLoaders):
             test_items = load_items(d, 'test')
         if isinstance(test_items, pd.DataFrame): test_items = test_items['src']
         return super().test_dl([str(o) for o in test_items], **kwargs)
+    def normalize_with(self, stats:tuple # (mean, std) per channel, in 0..1 units
+                      )->HistoDataLoaders:
+        "Make every loader normalize its batches with `stats`, and record them in `stats` (model.json's mean and std)."
+        self.stats = (list(stats[0]), list(stats[1]))
+        for t in {id(t):t for dl in self.loaders for t in dl.after_batch.fs if isinstance(t, Normalize)}.values():
+            _set_stats(t, self.stats)  # its mean and std (`PatchNormalize` also says what it uses)
+            if self.device is not None: t.mean, t.std = t.mean.to(self.device), t.std.to(self.device)
+        return self
     def new_empty(self):
         "Empty `DataLoaders` with the same transforms and records (`stats`, `crop`, `stain_norm`), no items: what `learn.export` pickles."
         res = super().new_empty()
-        for k in ('stats', 'crop', 'stain_norm'): setattr(res, k, getattr(self, k, None))
-        res.items = {}
+        res.stats, res.crop, res.stain_norm = self.stats, self.crop, self.stain_norm
         for dl in res.loaders:
             for tl in dl.dataset.tls: tl.splits = L([slice(None), []])  # fastai's empty lists keep every item's split position
         return res

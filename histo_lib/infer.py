@@ -25,8 +25,8 @@ from .distributed import n_procs, is_worker, init_distrib, my_block, gather_bloc
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['ensemble_methods', 'backends', 'predict_batch', 'ensemble', 'onnx_available', 'export_onnx', 'OnnxModel', 'Predictor',
-           'predict']
+__all__ = ['ensemble_methods', 'backends', 'predict_batch', 'ensemble_probs', 'onnx_available', 'export_onnx', 'OnnxModel',
+           'Predictor', 'predict']
 
 # %% ../nbs/06_infer.ipynb #04-infer-009
 def _device(model:nn.Module)->torch.device:
@@ -67,7 +67,7 @@ def predict_batch(model:nn.Module, # in eval mode, returning one logit per image
 # %% ../nbs/06_infer.ipynb #04-infer-015
 ensemble_methods = ('mean', 'rank')
 
-def ensemble(prob_list, # per-model probabilities: a list of equal-length arrays, or an (n_models, N) array
+def ensemble_probs(prob_list, # per-model probabilities: a list of equal-length arrays, or an (n_models, N) array
              method:str='mean', # 'mean' of probabilities, or 'rank': mean of rank/N
             )->np.ndarray:
     "One score per item from several models' probabilities."
@@ -228,7 +228,7 @@ class Predictor:
 
     def __call__(self, data, progress:bool=True)->np.ndarray:
         "Probabilities (N,) float64 for `data`, ensembled over the models."
-        return ensemble(self.predict_each(data, progress), self.ensemble)
+        return ensemble_probs(self.predict_each(data, progress), self.ensemble)
 
 def _is_pair(o)->bool: return isinstance(o, (tuple, list)) and len(o)==2 and isinstance(o[0], nn.Module)
 

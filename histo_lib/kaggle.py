@@ -155,6 +155,37 @@ def kernel_params(recipe:str, # a recipe of the packaged settings.ini
     if arch is not None and arch!=params.get('arch'): params = {k:v for k,v in params.items() if not k.startswith('model_')}
     return {**params, **({'arch': arch} if arch else {}), **{k:v for k,v in overrides.items() if v is not None}}
 
+def _train_run(comp:Path, input_root:Path, working:Path, recipe:str, arch:str|None, weights:str|None, max_train:int|None, nproc:int, params:dict)->tuple:
+    "`run_kernel`'s training: on `comp` (or a sample of `max_train` items), from any attached weights; returns (run folder, recipe, items)."
+    from histo_lib.patches import load_items
+    from histo_lib.train import train
+    data, run = comp, working/'run'
+    if max_train:
+        items = subset_items(load_items(comp, 'train'), max_train, params['seed'])
+        data = working/'train_items.csv'
+        with atomic_write(data) as f: items.to_csv(f, index=False)
+    n_train = len(load_items(data, 'train'))
+    wfn = find_weights(input_root, weights) if weights else None
+    if wfn is None and weights is None and arch is None and (found := find_timm_model(input_root)): arch, wfn = found
+    if wfn: recipe = f'{recipe}-pretrained' if recipe=='kaggle-gpu' else recipe; print(f"[histo] starting from {wfn}")
+    p = kernel_params(recipe, arch, **params)
+    print(f"[histo] recipe {recipe}: " + ", ".join(f"{k}={v}" for k,v in p.items()) + f"; {n_train} items")
+    train(data, run, **p, weights=wfn, nproc=nproc)
+    return run, recipe, n_train
+
+def _kernel_summary(comp:Path, run:Path, test_items:pd.DataFrame, probs, nproc:int, **info)->dict:
+    "What `kernel_summary.json` says: `info`, the model's settings, versions and, on synthetic data (which has its labels), the test AUC."
+    import histo_lib
+    from histo_lib.distributed import n_procs
+    meta = json.loads((Path(run)/'model.json').read_text())
+    res = dict(**info, n_test=len(test_items), model=str(run), model_cfg={k:meta.get(k) for k in ('arch','crop','model_kwargs','valid_scores')},
+               device=_device_name(), nproc=n_procs(nproc), histo_lib=histo_lib.__version__, histo_lib_file=str(Path(histo_lib.__file__).resolve()))
+    if (comp/'test_labels.csv').exists():  # synthetic data only: Kaggle keeps its answers
+        from sklearn.metrics import roc_auc_score
+        y = pd.read_csv(comp/'test_labels.csv', dtype={'id':str}).set_index('id')['label'].reindex(test_items['id'])
+        res['test_auc'] = round(float(roc_auc_score(y.values, probs)), 4)
+    return res
+
 def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict' with an attached model
                recipe:str='kaggle-gpu', # settings.ini recipe that trains from scratch ('kaggle-gpu-pretrained' when starting from a timm checkpoint)
                tta:str='dihedral', # test-time augmentation: 'none', 'flip' or 'dihedral'
@@ -167,60 +198,37 @@ def run_kernel(mode:str='train', # 'train' on the competition data, or 'predict'
     "Train or load a model, predict the competition's test set and write a validated `submission.csv`; returns a summary."
     from histo_lib.patches import load_items
     from histo_lib.infer import predict
-    from histo_lib.distributed import n_procs
     from histo_lib.submission import write_submission, validate_submission
     from histo_lib.train import run_params
     import histo_lib
+    if mode not in ('train', 'predict'): raise HistoError(f"MODE must be 'train' or 'predict', not {mode!r}.")
     params = {k:v for k,v in params.items() if v is not None}
     arch, weights, nproc = params.pop('arch', None), params.pop('weights', None), params.pop('nproc', None) or 0
     seed = params.setdefault('seed', run_params()['seed']['default'])
     keep_freed_memory()
     input_root, working = kaggle_paths(input_root, working)
     working.mkdir(parents=True, exist_ok=True)
-    timings, t0 = {}, time.time()
+    timings, t0, n_train = {}, time.time(), None
     print(f"[histo] histo_lib {histo_lib.__version__} from {Path(histo_lib.__file__).parent}; device {_device_name()}")
     with phase('find data', timings):
         comp = find_competition(input_root).resolve()
         sample = comp/'sample_submission.csv'
         if not sample.exists(): raise HistoError(f"{comp} has no sample_submission.csv; the submission needs its ids.")
         print(f"[histo] competition data: {comp}")
-    n_train = None
     if mode=='train':
-        from histo_lib.train import train
-        with phase('train', timings):
-            data, run = comp, working/'run'
-            if max_train:
-                items = subset_items(load_items(comp, 'train'), max_train, seed)
-                data = working/'train_items.csv'
-                with atomic_write(data) as f: items.to_csv(f, index=False)
-            n_train = len(load_items(data, 'train'))
-            wfn = find_weights(input_root, weights) if weights else None
-            if wfn is None and weights is None and arch is None and (found := find_timm_model(input_root)): arch, wfn = found
-            if wfn: recipe = f'{recipe}-pretrained' if recipe=='kaggle-gpu' else recipe; print(f"[histo] starting from {wfn}")
-            p = kernel_params(recipe, arch, **params)
-            print(f"[histo] recipe {recipe}: " + ", ".join(f"{k}={v}" for k,v in p.items()) + f"; {n_train} items")
-            train(data, run, **p, weights=wfn, nproc=nproc)
-    elif mode=='predict':
+        with phase('train', timings): run, recipe, n_train = _train_run(comp, input_root, working, recipe, arch, weights, max_train, nproc, params)
+    else:
         with phase('find model', timings): run = find_model(input_root, model_dir); print(f"[histo] model: {run}")
-    else: raise HistoError(f"MODE must be 'train' or 'predict', not {mode!r}.")
     with phase('predict', timings):
         test_items = load_items(comp, 'test')
         probs = predict(run, test_items, tta=tta, bs=infer_bs, progress=False, nproc=nproc)
     with phase('write submission', timings):
         fn = write_submission(test_items['id'], probs, working/'submission.csv', sample_submission=sample)
         notes = validate_submission(fn, sample)
-    meta = json.loads((Path(run)/'model.json').read_text())
-    res = dict(mode=mode, recipe=recipe if mode=='train' else None, submission=str(fn), n_test=len(test_items), n_train=n_train, model=str(run),
-               model_cfg={k:meta.get(k) for k in ('arch','crop','model_kwargs','valid_scores')}, tta=tta, seed=seed, device=_device_name(), nproc=n_procs(nproc),
-               histo_lib=histo_lib.__version__, histo_lib_file=str(Path(histo_lib.__file__).resolve()), notes=notes,
-               timings=timings, total_s=round(time.time()-t0, 1))
-    if (comp/'test_labels.csv').exists():  # synthetic data only: Kaggle keeps its answers
-        from sklearn.metrics import roc_auc_score
-        y = pd.read_csv(comp/'test_labels.csv', dtype={'id':str}).set_index('id')['label'].reindex(test_items['id'])
-        res['test_auc'] = round(float(roc_auc_score(y.values, probs)), 4)
+    res = _kernel_summary(comp, run, test_items, probs, mode=mode, recipe=recipe if mode=='train' else None, submission=str(fn), n_train=n_train,
+                          tta=tta, seed=seed, nproc=nproc, notes=notes, timings=timings, total_s=round(time.time()-t0, 1))
     write_json(res, working/'kernel_summary.json')
-    print(f"[histo] wrote {fn}: {len(test_items)} probabilities, valid" +
-          (f"; test AUC {res['test_auc']}" if 'test_auc' in res else '') + f"; total {res['total_s']} s")
+    print(f"[histo] wrote {fn}: {len(test_items)} probabilities, valid" + (f"; test AUC {res['test_auc']}" if 'test_auc' in res else '') + f"; total {res['total_s']} s")
     print("[histo] phases: " + ", ".join(f"{k} {v:.1f} s" for k,v in timings.items()))
     return res
 

@@ -15,7 +15,7 @@ from .core import HistoError, show_some, patch_size, default_mpp
 from .files import atomic_write, write_json
 from .runtime import prefetch_map, progress_mode
 from .models import model_json
-from .infer import Predictor, ensemble
+from .infer import Predictor, ensemble_probs
 from .wsi import (SlideWarning, Slide, slide_name, find_slides, slide_reader_names, check_mpp, quiet_tifffile,
                            read_plan, slide_tissue, tile_grid, tissue_fraction, read_tiles)
 from .regions import tumour_regions, tile_detections, write_geojson_lines, save_mask_png, plot_heatmap
@@ -63,7 +63,7 @@ def _predict_tiles(predictor, slide:Slide, plan:dict, txs, tys, mode:str)->np.nd
     if mode=='bar' and len(txs)>bs: batches = progress_bar(batches, total=-(-len(txs)//bs), leave=False)
     s = 0
     for x in batches: res[:, s:s+len(x)] = predictor.predict_each(x, progress=False); s += len(x)
-    return ensemble(res, predictor.ensemble) if len(txs) else np.zeros(0)
+    return ensemble_probs(res, predictor.ensemble) if len(txs) else np.zeros(0)
 
 def _write_outputs(out:Path, slide:Slide, plan:dict, t:dict, probs:np.ndarray, threshold:float, smooth:float,
                    min_area:float, model_mpp:float)->tuple[np.ndarray, dict]:

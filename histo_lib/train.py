@@ -13,11 +13,11 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from fastcore.basics import listify, store_attr
-from fastai.learner import Learner
+from fastai.learner import Learner, CancelEpochException
 from fastai.callback.core import Callback
 from fastai.torch_core import default_device, TensorImage, TensorCategory
 from fastai.data.core import Datasets, TfmdLists
-from fastai.data.transforms import Categorize, Normalize, broadcast_vec
+from fastai.data.transforms import Categorize
 from fastai.callback.tracker import EarlyStoppingCallback
 import fastai.callback.schedule  # noqa: F401 (patches `Learner.fit_one_cycle` and `lr_find`)
 from fastai.losses import BCEWithLogitsLossFlat
@@ -40,9 +40,9 @@ from .distributed import n_procs, is_worker, init_distrib, distrib_fit, decode_d
 from fastai.torch_core import rank_distrib
 
 # %% auto #0
-__all__ = ['run_param_owners', 'param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'normalize_with',
-           'histo_learner', 'plot_top_losses', 'fit_run', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of',
-           'run_cfg', 'save_run', 'run_dls', 'load_run']
+__all__ = ['run_param_owners', 'param_bounds', 'SmoothBCE', 'RocAuc', 'Accuracy', 'HistoLearner', 'histo_learner',
+           'plot_top_losses', 'fit_run', 'deterministic', 'plot_curves', 'train', 'model_kwargs_of', 'run_cfg',
+           'save_run', 'run_dls', 'load_run']
 
 # %% ../nbs/05_train.ipynb #03-train-005
 class SmoothBCE(BCEWithLogitsLossFlat):
@@ -80,12 +80,33 @@ class _View(Callback):
 
 class HistoLearner(Learner):
     "A fastai `Learner` whose `tta` averages the exact dihedral views of each patch, as `histo predict` does, and that saves itself as a run folder."
-    pretrained = True  # False: its weights are random (`histo_learner` without `weights`), and `freeze`/`fine_tune` warn
+    def __init__(self, dls, model, # fastai's
+                 arch:str='', # the architecture's name, which model.json records ('reference' or a timm name)
+                 model_kwargs:dict|None=None, # the architecture's arguments, which model.json records
+                 pretrained:bool=True, # False: the weights are random (`histo_learner` without `weights`), and `freeze`/`fine_tune` warn
+                 cfg:dict|None=None, # the model.json it was loaded from (`load_run`), else None
+                 **kwargs, # to fastai's `Learner`
+                ):
+        super().__init__(dls, model, **kwargs)
+        self.arch, self.model_kwargs, self.pretrained, self.cfg = arch, dict(model_kwargs or {}), pretrained, cfg
+        self.warned_random, self.first_epoch = False, 0  # `first_epoch`: where `fit(..., start_epoch)` starts (not `start_epoch`: fastai's `Recorder` has one)
+    def fit(self, n_epoch, # the epochs of the whole run, those before `start_epoch` included (fastai's)
+            lr=None, wd=None, cbs=None, reset_opt=False, # fastai's
+            start_epoch:int=0, # the first epoch to train (a resumed run's); the schedule stands at start_epoch/n_epoch
+           ):
+        "fastai's `fit`, whose `start_epoch` (a resumed run's) starts the epoch loop there: fastai's `SkipToEpoch` would run `after_epoch` on the skipped ones."
+        self.first_epoch = start_epoch
+        try: super().fit(n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
+        finally: self.first_epoch = 0
+    def _do_fit(self):
+        for epoch in range(self.first_epoch, self.n_epoch):  # fastai's loop, from `first_epoch`; `TrainEvalCallback` sets pct_train = epoch/n_epoch
+            self.epoch = epoch
+            self._with_events(self._do_epoch, 'epoch', CancelEpochException)
     def freeze_to(self, n:int):
         "fastai's `freeze_to` (what `freeze` and `fine_tune` call); on random weights it warns once that a frozen body learns nothing."
-        if n and not self.pretrained and not getattr(self, '_warned_random', False):
-            self._warned_random = True
-            warnings.warn(f"freeze/fine_tune on random weights: {getattr(self, 'arch', 'the model')} was built without pretrained weights, so its frozen body "
+        if n and not self.pretrained and not self.warned_random:
+            self.warned_random = True
+            warnings.warn(f"freeze/fine_tune on random weights: {self.arch or 'the model'} was built without pretrained weights, so its frozen body "
                           "stays random. Pass weights='FILE' (a local timm checkpoint) to histo_learner, or train the whole model with learn.fit_one_cycle.", stacklevel=3)
         super().freeze_to(n)
     def tta(self, ds_idx:int=1, # which `DataLoader` of `dls`, when `dl` is None
@@ -112,17 +133,6 @@ class HistoLearner(Learner):
         return super().show_results(ds_idx, dl, max_n, shuffle, **kwargs)
     def save_run(self, run_dir:str|Path, **kwargs)->Path: return save_run(self, run_dir, **kwargs)
 
-def normalize_with(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
-                   stats:tuple, # (mean, std) per channel, in 0..1 units
-                  )->HistoDataLoaders:
-    "Make every loader of `dls` normalize its batches with `stats`, and record them in `dls.stats` (model.json's mean and std)."
-    stats = (list(stats[0]), list(stats[1]))
-    for t in {id(t):t for dl in dls.loaders for t in dl.after_batch.fs if isinstance(t, Normalize)}.values():
-        t.mean, t.std = (v if dls.device is None else v.to(dls.device) for v in broadcast_vec(1, 4, *stats, cuda=False))
-        if hasattr(t, 'stats'): t.stats = stats  # `PatchNormalize` says what it uses
-    dls.stats = stats
-    return dls
-
 def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
                   arch:str='reference', # 'reference' (the reference CNN) or any timm architecture name
                   weights:str|None=None, # a local timm checkpoint (.pth/.safetensors) to start from; nothing is downloaded
@@ -138,12 +148,11 @@ def histo_learner(dls:HistoDataLoaders, # from `histo_dls` or `array_dls`
     "A fastai `Learner` with BCE on one logit, Adam, accuracy and ROC AUC, and a body/head split for `freeze` and discriminative LRs."
     model = build_model(arch, weights=weights, **(model_kwargs or {}))
     stats = stats or (pretrained_stats(arch) if weights else None)
-    if stats is not None and [list(s) for s in stats]!=[list(s) for s in dls.stats]: normalize_with(dls, stats)
+    if stats is not None and [list(s) for s in stats]!=[list(s) for s in dls.stats]: dls.normalize_with(stats)
     if channels_last: model = model.to(memory_format=torch.channels_last)
-    learn = HistoLearner(dls, model, loss_func=SmoothBCE(label_smoothing), opt_func=Adam, metrics=[Accuracy(), RocAuc()],
-                         splitter=body_head, path=path, model_dir=model_dir, cbs=listify(cbs)+([mixed_precision(dls.device)] if bf16 else [])+[ProgressLog()])
-    learn.arch, learn.model_kwargs, learn.pretrained = arch, dict(model_kwargs or {}), weights is not None
-    return learn
+    return HistoLearner(dls, model, arch, model_kwargs, pretrained=weights is not None, loss_func=SmoothBCE(label_smoothing), opt_func=Adam,
+                        metrics=[Accuracy(), RocAuc()], splitter=body_head, path=path, model_dir=model_dir,
+                        cbs=listify(cbs)+([mixed_precision(dls.device)] if bf16 else [])+[ProgressLog()])
 
 def _pred_prob(r:torch.Tensor)->float:
     "The probability of the predicted class: the largest of several outputs (fastai's), or `max(p, 1-p)` of one sigmoid output."
@@ -187,14 +196,17 @@ def fit_run(learn:Learner, # from `histo_learner`
     cbs = listify(cbs) + ([MixUp(mixup)] if mixup else [])
     if freeze_epochs and not resume:
         learn.freeze(); learn.fit_one_cycle(freeze_epochs, lr, wd=wd, pct_start=pct_start, cbs=cbs); learn.unfreeze()
-    start = restore_checkpoint(learn) if resume else 0
+    if resume and not isinstance(learn, HistoLearner): raise HistoError("resume needs a HistoLearner (histo_learner or load_run): a plain fastai Learner's start_epoch runs after_epoch on the epochs it skips.")
+    ck = restore_checkpoint(learn) if resume else dict(start=0, cbs={})
+    start = ck['start']
     if start>=epochs: print(f"The run in {learn.path} already finished its {epochs} epochs."); return learn
+    if start: print(f"Resuming at epoch {start} of {epochs}.")
     run_cbs = [HistoryLog('history.csv', start), ResumeCheckpoint()]
     if keep=='best': run_cbs.append(AtomicSaveModel(monitor=monitor, comp=comp, fname='best'))  # under 'last' nothing is chosen, kept or announced
     if patience: run_cbs.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
-    if start: run_cbs.append(ResumeAt(start, epochs, learn._resume_state))
-    if ema: run_cbs.append(EMA(ema, resume=bool(start)))
-    learn.fit_one_cycle(epochs-start, slice(lr/lr_mult, lr) if lr_mult not in (None, 1) else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+cbs)
+    if start: run_cbs.append(ResumeTrackers(ck['bests'], ck['waits']))
+    if ema: run_cbs.append(EMA(ema, state=ck['cbs'].get('EMA')))
+    learn.fit_one_cycle(epochs, slice(lr/lr_mult, lr) if lr_mult not in (None, 1) else lr, wd=wd, pct_start=pct_start, cbs=run_cbs+cbs, start_epoch=start)
     return learn
 
 # %% ../nbs/05_train.ipynb #05-train-params
@@ -291,10 +303,9 @@ def run_cfg(learn:Learner, # from `histo_learner` (or `load_run`)
            )->dict:
     "What model.json says of `learn`: architecture, crop, mean and std, stain normalizer, from the `Learner` and its `DataLoaders`."
     dls = learn.dls
-    missing = [o for o,k in ((learn,'arch'), (learn,'model_kwargs'), (dls,'crop'), (dls,'stats')) if not hasattr(o, k)]
-    if missing: raise HistoError("save_run needs a Learner from histo_learner (or load_run) on DataLoaders from histo_dls or array_dls; this one lacks the architecture or the input pipeline it was trained with.")
+    if not (isinstance(learn, HistoLearner) and isinstance(dls, HistoDataLoaders) and learn.arch and dls.stats is not None): raise HistoError("save_run needs a Learner from histo_learner (or load_run) on DataLoaders from histo_dls or array_dls; this one lacks the architecture or the input pipeline it was trained with.")
     return dict(arch=learn.arch, crop=dls.crop, mean=list(dls.stats[0]), std=list(dls.stats[1]), model_kwargs=learn.model_kwargs, mpp=mpp,
-                **(dict(stain_norm=dls.stain_norm.state()) if getattr(dls, 'stain_norm', None) is not None else {}), **extra)
+                **(dict(stain_norm=dls.stain_norm.state()) if dls.stain_norm is not None else {}), **extra)
 
 def save_run(learn:Learner, # from `histo_learner` (or `load_run`)
              run_dir:str|Path, # the run folder to write: model.safetensors + model.json (+ curves.png when the run has a history.csv)
@@ -317,10 +328,9 @@ def run_dls(cfg:dict, # a model.json's content: crop, mean, std and any stain no
     tls = [TfmdLists([], [PatchReader(store)], types=[(str, Path), TensorImage]), TfmdLists([], [Categorize(vocab=list(class_names))], types=[str, TensorCategory])]  # the class names training decodes to
     dl = HistoDL(Datasets(tls=tls), bs=bs, after_batch=input_tfms(cfg['crop'], (cfg['mean'], cfg['std'])).fs, device=device or default_device())
     dl._n_inp, dl._types = 1, {tuple: [TensorImage, TensorCategory]}  # fastai finds these from a first batch; with no items they are stated
-    dls = HistoDataLoaders(dl, dl.new(), device=dl.device)
-    dls.stats, dls.crop, dls.stain_norm = (list(cfg['mean']), list(cfg['std'])), cfg['crop'], store.norm
-    dls.items = dict(train=pd.DataFrame(columns=['id','src','label']), valid=pd.DataFrame(columns=['id','src','label']))
-    return dls
+    no_items = pd.DataFrame(columns=['id','src','label'])
+    return HistoDataLoaders(dl, dl.new(), device=dl.device, stats=(list(cfg['mean']), list(cfg['std'])), crop=cfg['crop'],
+                            stain_norm=store.norm, items=dict(train=no_items, valid=no_items.copy()))
 
 def load_run(run_dir:str|Path, # a run folder holding model.json + model.safetensors
              device=None, # where the model runs; None: fastai's default device
@@ -328,6 +338,5 @@ def load_run(run_dir:str|Path, # a run folder holding model.json + model.safeten
             )->HistoLearner:
     "A ready `Learner` rebuilt from the pickle-free artefact: `learn.dls.test_dl(files)` then `get_preds` or `tta`."
     model, cfg = load_artefact(run_dir)
-    learn = HistoLearner(run_dls(cfg, bs, device), model, loss_func=SmoothBCE(), metrics=[Accuracy(), RocAuc()], splitter=body_head, path=Path(run_dir))
-    learn.arch, learn.model_kwargs, learn.cfg = cfg['arch'], cfg['model_kwargs'], cfg
-    return learn
+    return HistoLearner(run_dls(cfg, bs, device), model, cfg['arch'], cfg['model_kwargs'], cfg=cfg, loss_func=SmoothBCE(),
+                        metrics=[Accuracy(), RocAuc()], splitter=body_head, path=Path(run_dir))

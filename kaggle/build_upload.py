@@ -3,10 +3,10 @@
     python kaggle/build_upload.py --user YOU [--out kaggle/_upload] [--extra NAME ...]
 
 Writes `OUT/wheels/` (the dataset YOU/histo-lib-wheels: the histo_lib wheel built from this repo, wheels of any requirement
-Kaggle's image is not known to have (`histo_lib.release.kaggle_image`) plus each `--extra`, and `dataset-metadata.json`)
+Kaggle's image is not known to have (`histo_lib.kaggle_upload.kaggle_image`) plus each `--extra`, and `dataset-metadata.json`)
 `OUT/kernel/` (`histo_kernel.py` and its `kernel-metadata.json`: id YOU/histo-lib-kernel, the wheel dataset attached) and
 `OUT/notebook/` (the notebook kernel `histo_notebook.ipynb`, id YOU/histo-lib-notebook, from `kaggle/notebook-metadata.json`),
-each checked by `histo_lib.release.check_kernel_metadata`. Then upload them with the printed `kaggle` commands.
+each checked by `histo_lib.kaggle_upload.check_kernel_metadata`. Then upload them with the printed `kaggle` commands.
 """
 import os, sys, argparse
 from pathlib import Path
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's histo_lib, installed or not
 try:
     from histo_lib.core import HistoError
-    from histo_lib.release import build_upload
+    from histo_lib.kaggle_upload import build_upload
 except ImportError as e:  # one line, not a traceback: this Python lacks histo_lib's requirements
     sys.exit(f"error: kaggle/build_upload.py needs histo_lib's requirements, and this Python ({sys.executable}) lacks {e.name}: "
              "run it with the project's environment (.venv/bin/python kaggle/build_upload.py) or `pip install -e .` first.")

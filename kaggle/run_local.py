@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's histo_lib, installed or not
 try:
     from histo_lib.core import HistoError
-    from histo_lib.release import run_local
+    from histo_lib.kaggle_upload import run_local
 except ImportError as e:  # one line, not a traceback: this Python lacks histo_lib's requirements
     sys.exit(f"error: kaggle/run_local.py needs histo_lib's requirements, and this Python ({sys.executable}) lacks {e.name}: "
              "run it with the project's environment (.venv/bin/python kaggle/run_local.py) or `pip install -e .` first.")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd, pytest
 from histo_lib.submission import validate_submission
 from histo_lib.kaggle import competition_slug
-from histo_lib.release import check_kernel_metadata
+from histo_lib.kaggle_upload import check_kernel_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 KAGGLE = REPO/'kaggle'

@@ -49,7 +49,6 @@ def test_notebooks_follow_the_house_style():
 # (10c-slide-33b, 10e_extract, 10f_camelyon and 06-cli-010b/012v came with branches merged into main meanwhile.)
 no_example_yet = {
     '00a_synth': ['00a-synth-008', '00a-synth-016', '00a-synth-017', '00a-synth-028'],
-    '04_callbacks': ['03-train-008', '03-train-013', '04-cb-prog'],
     '05_train': ['05-train-learner', '05-train-fit'],
     '06_infer': ['04-infer-023', '04-infer-024', '04-infer-025'],
     '08_evaluate': ['05-evaluate-005', '05-evaluate-017'],
@@ -58,7 +57,7 @@ no_example_yet = {
     '10f_camelyon': ['10f-cam-14', '10f-cam-33', '10f-cam-35', '10f-cam-36', '10f-cam-37', '10f-cam-38'],
     '11_cli': ['06-cli-008', '06-cli-009', '06-cli-010', '06-cli-010b', '06-cli-011', '06-cli-012v', '06-cli-013'],
     '12_kaggle': ['07-kaggle-020'],
-    '13_release': ['13-release-009'],
+    '12a_kaggle_upload': ['12a-upload-009'],
 }
 
 def no_example(cells:list)->list:
