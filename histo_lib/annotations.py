@@ -139,8 +139,10 @@ def _ring_fill(ring:np.ndarray, x0:float, y0:float, h:int, w:int, ds:float)->np.
     return (acc.cumsum(1)[:, :w] & 1).astype(bool)
 
 def window_mask(polys:list, # from `read_annotations`
-                x0:float, y0:float, # level-0 top-left corner of the window
-                h:int, w:int, # the mask's size in pixels
+                x0:float, # level-0 x of the window's top-left corner
+                y0:float, # level-0 y of the window's top-left corner
+                h:int, # the mask's height in pixels
+                w:int, # the mask's width in pixels
                 ds:float=1., # level-0 pixels per mask pixel
                )->np.ndarray:
     "Bool (h, w) mask of tumour minus exclusion (holes honoured) over a level-0 window, pixel centres inside, by scanlines."

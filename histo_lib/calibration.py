@@ -21,7 +21,8 @@ __all__ = ['spec_targets', 'op_name', 'threshold_at_spec', 'rates_at', 'operatin
 # %% ../nbs/08a_calibration.ipynb #08a-calibration-05
 spec_targets = (0.90, 0.95, 0.99)  # the specificities `histo evaluate` reports the sensitivity at
 
-def op_name(spec:float)->str:
+def op_name(spec:float # a specificity, 0..1
+           )->str:
     "The name of the operating point at specificity `spec` in report.json: 0.95 -> 'spec95'."
     return f'spec{round(spec*100, 6):g}'
 

@@ -23,7 +23,8 @@ __all__ = ['partial_rules', 'patch_id', 'tissue_candidates', 'centre_cover', 'an
 
 # %% ../nbs/10e_extract.ipynb #10e-extract-06
 def patch_id(name:str, # the slide's name (`wsi.slide_name`)
-             x:int, y:int, # the patch's level-0 top-left corner
+             x:int, # the patch's level-0 left edge
+             y:int, # the patch's level-0 top edge
             )->str:
     "The patch's id: 40 hex characters (as Kaggle's) from its slide's name and corner, the same on every run."
     return hashlib.sha1(f'histo-extract:{name}:{int(x)}:{int(y)}'.encode()).hexdigest()
@@ -41,7 +42,8 @@ def tissue_candidates(slide:Slide, # an open slide
 
 # %% ../nbs/10e_extract.ipynb #10e-extract-13
 def centre_cover(tumour, # `tumour(x0, y0, h, w, ds)`: bool (h, w), pixel (r, c) the level-0 square at (x0+c*ds, y0+r*ds), ds wide
-                 xs, ys, # level-0 top-left corners of the tiles
+                 xs, # level-0 left edges of the tiles
+                 ys, # level-0 top edges of the tiles
                  plan:dict, # the `wsi.read_plan` they lie on
                  box:tuple|None=None, # level-0 (x0, y0, x1, y1) outside which nothing is tumour; None: anywhere
                 )->np.ndarray:

@@ -107,7 +107,10 @@ def tumour_regions(heat:np.ndarray, # probability grid (rows, cols), NaN off tis
                                                     for k,rp in enumerate(rps)])
 
 # %% ../nbs/10b_regions.ipynb #10b-regions-29d
-def tile_detections(x, y, w, h, # tiles' level-0 top-left corners and sizes (columns of tiles.csv)
+def tile_detections(x, # tiles' level-0 left edges (tiles.csv's x)
+                    y, # their top edges (y)
+                    w, # their level-0 widths (w)
+                    h, # and heights (h)
                     prob, # their tumour probabilities
                    )->dict:
     "A GeoJSON FeatureCollection of every tile as a QuPath detection: its square in level-0 pixels, `prob` (6 digits, as tiles.csv) under `measurements`."
