@@ -51,7 +51,6 @@ no_example_yet = {
     '00a_synth': ['00a-synth-008', '00a-synth-016', '00a-synth-017', '00a-synth-028'],
     '05_train': ['05-train-learner', '05-train-fit'],
     '06_infer': ['04-infer-023', '04-infer-024', '04-infer-025'],
-    '08_evaluate': ['05-evaluate-005', '05-evaluate-017'],
     '10c_slide': ['10c-slide-33', '10c-slide-33b', '10c-slide-35'],
     '10e_extract': ['10e-extract-28'],
     '10f_camelyon': ['10f-cam-14', '10f-cam-33', '10f-cam-35', '10f-cam-36', '10f-cam-37', '10f-cam-38'],
