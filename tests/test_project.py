@@ -52,8 +52,6 @@ no_example_yet = {
     '05_train': ['05-train-learner', '05-train-fit'],
     '10c_slide': ['10c-slide-33', '10c-slide-33b', '10c-slide-35'],
     '11_cli': ['06-cli-008', '06-cli-009', '06-cli-010', '06-cli-010b', '06-cli-011', '06-cli-012v', '06-cli-013'],
-    '12_kaggle': ['07-kaggle-020'],
-    '12a_kaggle_upload': ['12a-upload-009'],
 }
 
 def no_example(cells:list)->list:
