@@ -48,7 +48,6 @@ def test_notebooks_follow_the_house_style():
 # The export cells (defining a function or class) that still have no example cell after them (issue 34): shrink it, never grow it.
 # (10c-slide-33b, 10e_extract, 10f_camelyon and 06-cli-010b/012v came with branches merged into main meanwhile.)
 no_example_yet = {
-    '11_cli': ['06-cli-008', '06-cli-009', '06-cli-010', '06-cli-010b', '06-cli-011', '06-cli-012v', '06-cli-013'],
 }
 
 def no_example(cells:list)->list:
