@@ -46,19 +46,8 @@ def test_notebooks_follow_the_house_style():
         assert not (bad := set(no_example(cells)) - set(no_example_yet.get(nb.stem, []))), f"{nb.name}: the export cells {sorted(bad)} have no example cell after them"
 
 # The export cells (defining a function or class) that still have no example cell after them (issue 34): shrink it, never grow it.
-# (10c-slide-33b, 10e_extract, 10f_camelyon and 06-cli-010b/012v came with branches merged into main meanwhile.)
-no_example_yet = {
-    '00a_synth': ['00a-synth-008', '00a-synth-016', '00a-synth-017', '00a-synth-028'],
-    '05_train': ['05-train-learner', '05-train-fit'],
-    '06_infer': ['04-infer-023', '04-infer-024', '04-infer-025'],
-    '08_evaluate': ['05-evaluate-005', '05-evaluate-017'],
-    '10c_slide': ['10c-slide-33', '10c-slide-33b', '10c-slide-35'],
-    '10e_extract': ['10e-extract-28'],
-    '10f_camelyon': ['10f-cam-14', '10f-cam-33', '10f-cam-35', '10f-cam-36', '10f-cam-37', '10f-cam-38'],
-    '11_cli': ['06-cli-008', '06-cli-009', '06-cli-010', '06-cli-010b', '06-cli-011', '06-cli-012v', '06-cli-013'],
-    '12_kaggle': ['07-kaggle-020'],
-    '12a_kaggle_upload': ['12a-upload-009'],
-}
+# Empty since every export cell got its example: a new export cell comes with one.
+no_example_yet = {}
 
 def no_example(cells:list)->list:
     "Ids of `#| export` cells that define something and are followed by no example: the next code cell is another export or the last, hidden one."
