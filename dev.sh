@@ -28,7 +28,7 @@ demo() {
   # the demo's data and run folder are ./settings.ini's `data` and `out` (samples/pcam-mini, the 2,500 real PCam patches in
   # the repository, and runs/demo), unless HISTO_DEMO_DATA / HISTO_DEMO_RUN say otherwise; the recipe is its [demo] section
   local data run h="$VENV/bin/histo"
-  read -r data run < <("$VENV/bin/python" -c "from histo_lib.core import load_settings; s = load_settings(); print(s['data'], s['out'])")
+  read -r data run < <("$VENV/bin/python" -c "from histo_lib.settings import load_settings; s = load_settings(); print(s['data'], s['out'])")
   data=${HISTO_DEMO_DATA:-$data} run=${HISTO_DEMO_RUN:-$run}
   local t0=$SECONDS
   "$h" info "$data"

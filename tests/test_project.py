@@ -15,6 +15,16 @@ def test_readme_first_two_commands_and_ci():
     ci = [l for l in (ROOT/'.ci'/'run').read_text().splitlines() if l.strip() and not l.startswith('#')]
     assert './dev.sh test' in ci   # CI runs the README's test command, word for word
 
+def test_dev_sh_python_snippets_run(tmp_path):
+    "The demo's inline Python (`\"$VENV/bin/python\" -c \"...\"` in dev.sh) runs against today's library: a moved name fails here, not in a user's first command."
+    snippets = re.findall(r'"\$VENV/bin/python" -c "([^"]+)"', (ROOT/'dev.sh').read_text())
+    assert len(snippets)>=2
+    (tmp_path/'valid'/'0').mkdir(parents=True); (tmp_path/'valid'/'0'/'a.jpg').touch()
+    for code in snippets:   # the settings read prints `data out`; the sample-submission writer gets a folder and a CSV path
+        r = subprocess.run([sys.executable, '-c', code, str(tmp_path), str(tmp_path/'s.csv')], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode==0, f"dev.sh snippet failed: {code[:80]}...\n{r.stderr[-600:]}"
+    assert (tmp_path/'s.csv').read_text().splitlines()==['id,label', 'a,0']
+
 def test_pins_and_metadata():
     pp = tomllib.loads((ROOT/'pyproject.toml').read_text())
     assert pp['project']['scripts']['histo']=='histo_lib.cli:main'
