@@ -44,7 +44,7 @@ demo() {
   echo "   data:        $data (real PCam patches: train/ and valid/, other slides; what they are: samples/pcam-mini/README.md)"
   echo "   model:       $run/model.safetensors + $run/model.json, epoch log $run/history.csv"
   echo "   submission:  $run/submission.csv (probabilities for valid/, validated against $run/sample_submission.csv)"
-  echo "   report:      $run/report/report.md (+ report.json, roc.png, confusion.png, errors.png): the held-out valid/ ROC AUC"
+  echo "   report:      $run/report/report.md (+ report.json, roc.png, confusion.png, reliability.png, errors.png): the held-out valid/ ROC AUC"
 }
 
 run_tests() {
