@@ -180,10 +180,14 @@ def _ini_sections()->list:
     from configparser import ConfigParser
     cp = ConfigParser(interpolation=None); cp.read(VARIANTS); return cp.sections()
 
+def row_key(r:dict)->tuple:
+    "What makes a row the same run again: its name, variant, seed, machine and changes (a packaged recipe that changed, or another machine, is another run)."
+    return r['name'], r.get('variant'), str(r.get('seed')), short_machine(r.get('machine', '')), r.get('changes', '-')
+
 def add_row(row:dict):
-    "Add `row` to the rows file (replacing a row of the same name, variant and seed), re-read first: others may write too."
+    "Add `row` to the rows file (replacing the row with its `row_key`), re-read first: others may write too."
     rows = json.loads(ROWS.read_text()) if ROWS.exists() else []
-    rows = [r for r in rows if (r['name'], r.get('variant'), str(r.get('seed')))!=(row['name'], row['variant'], str(row['seed']))] + [row]
+    rows = [r for r in rows if row_key(r)!=row_key(row)] + [row]
     tmp = ROWS.with_suffix('.tmp'); tmp.write_text(json.dumps(rows, indent=1)); os.replace(tmp, ROWS)
 
 def mean_sd(vals:list)->str:
@@ -219,7 +223,8 @@ fixed stratified halves of it (A chose, B reported; they share slides); **test/*
 of 500, per patch and stain a scale U(0.9, 1.1) and an optical-density shift U(-0.1, 0.1)). '-': not measured (rows older than test/ and the shifted set, or \
 probes that scored only the halves). **wall min**: `/usr/bin/time -v` of the whole `histo train` when recorded, else `train()`'s seconds (one thread when two \
 runs shared the cores). **changes**: keys that differ from [DEFAULT] of `bench/variants.ini` (issue 16's cpu-best); pre-issue-16 rows differ in many. Issue \
-23's rule: a variant is better only if it beats cpu-best on valid/ **and** test/ over at least three seeds.
+30's rule: a variant is better when, over at least three seeds, its test/ mean beats the baseline's by more than the baseline's seed-sd and it is no worse on \
+valid/ nor the shifted valid/ by more than one seed-sd. **test/ chose cpu-best's stain jitter (issue 30), so it no longer scores cpu-best blind.**
 """
 
 def render(rows:list|None=None):

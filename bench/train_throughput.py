@@ -35,6 +35,7 @@ from histo_lib.settings import load_settings, packaged_settings
 from histo_lib.runtime import set_seed, keep_freed_memory
 from histo_lib.data import array_dls
 from histo_lib.transforms import center_crop, dihedral
+from histo_lib.stain import hed_jitter
 from histo_lib.patches import load_items
 from histo_lib.cache import decode_items
 from histo_lib.models import build_model
@@ -62,11 +63,11 @@ def pixels(n:int, seed:int=0):
     x, y = synth_patches(n, seed=seed)
     return x, y.astype(np.float32), 'synthetic'
 
-def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False):
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0.):
     set_seed(seed)
     v = np.r_[np.flatnonzero(y==0)[:bs//2], np.flatnonzero(y==1)[:bs-bs//2]]  # `bs` validation items of both classes (the data door checks; validation is skipped)
     xv = np.concatenate([x, x[v]])
-    dls = array_dls(xv, np.concatenate([y, y[v]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., seed=seed)
+    dls = array_dls(xv, np.concatenate([y, y[v]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., stain_aug=stain, seed=seed)
     set_seed(seed)
     learn = histo_learner(dls, arch, model_kwargs=mk, channels_last=channels_last, bf16=bf16, path=tempfile.mkdtemp())
     if compile: learn.model.compile()
@@ -75,7 +76,7 @@ def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0
     t = tm.t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
-def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False):
+def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0.):
     set_seed(seed)
     xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
     mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
@@ -94,6 +95,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
         for k in range(1, 8):
             m = ks==k
             if m.any(): res[m] = dihedral(xb[m], k)
+        if stain: res = hed_jitter(res, stain)
         xb = (res-mean)/std
         yb = torch.from_numpy(y[idx])
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = lossf(model(xb).float().view(-1), yb)
@@ -138,17 +140,19 @@ def matmul_peak(dtype, n:int=4096, reps:int=6)->float:
     return 2*n**3/best/1e9
 
 def _speedup(rows, r)->str:
-    base = next((o[3] for o in rows if o[:2]==r[:2] and o[6]==r[6] and o[2]=='default'), None)
+    "fastai img/s over the `default` variant's at the same arch, crop, threads and bs; without one, over the same variant's at the first bs."
+    same = [o for o in rows if o[:2]==r[:2] and o[6]==r[6]]
+    base = next((o[3] for o in same if o[2]=='default' and o[9]==r[9]), None) or next((o[3] for o in same if o[2]==r[2]), None)
     return f"{r[3]/base:.2f}x" if base else '-'
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--archs', default='reference,resnet18'); ap.add_argument('--crops', default='96,64')
-    ap.add_argument('--bs', type=int, default=64); ap.add_argument('--batches', type=int, default=10)
+    ap.add_argument('--bs', default='64', help='batch size; a list (64,128) measures each'); ap.add_argument('--batches', type=int, default=10)
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,channels_last+bf16',
-                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile")
+                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter 0.1 on both paths)")
     ap.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall seconds, or the process's CPU seconds (a shared machine, one thread)")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
@@ -166,7 +170,8 @@ def main():
     mk = model_kwargs_of(load_settings(packaged_settings, a.recipe)) if a.recipe else {}
     load0 = os.getloadavg()[0]
     peak = {bf: matmul_peak(torch.bfloat16 if bf else torch.float32) for bf in {'bf16' in v.split('+') for v in a.variants.split(',')}}
-    x, y, src = pixels(a.bs*a.batches)
+    bss = [int(b) for b in str(a.bs).split(',')]
+    x, y, src = pixels(max(bss)*a.batches)
     rows = []
     for arch in a.archs.split(','):
         kw = mk if arch=='reference' else {}
@@ -174,27 +179,28 @@ def main():
             gf = gflop(build_model(arch, **kw), crop, train=True)
             for var in a.variants.split(','):
               for th in threads:
-                flags = set(var.split('+')); cl, bf, co = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags
+               for bs in bss:
+                flags = set(var.split('+')); cl, bf, co, st = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, 0.1*('stain' in flags)
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
-                    fa.append(run_fastai(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co))
-                    pl.append(run_plain(x, y, arch, crop, a.bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co))
+                    fa.append(run_fastai(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st))
+                    pl.append(run_plain(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st))
                 f, p = np.median(fa), np.median(pl)
-                rows.append((arch, crop, var, f, p, p/f-1, th, f*gf, f*gf/peak[bf]))
-                print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
+                rows.append((arch, crop, var, f, p, p/f-1, th, f*gf, f*gf/peak[bf], bs))
+                print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} bs {bs} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
                       f"{f*gf:.0f} GFLOP/s = {f*gf/peak[bf]:.0%} of peak (rounds fastai {[round(v) for v in fa]}, plain {[round(v) for v in pl]})", flush=True)
     load1 = os.getloadavg()[0]
     body = (f"## Training throughput and FLOP use (`{a.section}`)\n\n"
             f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
             f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, {a.clock} clock, load average {load0:.1f} at start / {load1:.1f} at end. "
-            f"Both paths: crop, uint8->float, random dihedral view per image, normalise; no colour jitter. "
-            f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop and threads. "
+            f"Both paths: crop, uint8->float, random dihedral view per image, (`stain` variants: H&E stain jitter 0.1,) normalise; no colour jitter. "
+            f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop, threads and bs, else over the same variant at the first bs. "
             f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
             + ', '.join(f"{v:.0f} GFLOP/s {'bfloat16' if k else 'float32'}" for k,v in peak.items()) + ". " + (f"Reference CNN as recipe `{a.recipe}` builds it ({mk}). " if a.recipe else "") +
             f"keep_freed_memory {'off (HISTO_KEEP_FREED=0)' if os.environ.get('HISTO_KEEP_FREED')=='0' else 'on'}.\n\n" +
-            md_table(['arch', 'crop', 'fastai variant', 'threads', 'fastai img/s', 'plain img/s', 'fastai overhead', 'speed-up', 'GFLOP/s', 'share of peak'],
-                     [(r[0], r[1], r[2], r[6], f'{r[3]:.1f}', f'{r[4]:.1f}', f'{100*r[5]:+.1f}%', _speedup(rows, r), f'{r[7]:.0f}', f'{r[8]:.0%}') for r in rows]))
+            md_table(['arch', 'crop', 'fastai variant', 'threads', 'bs', 'fastai img/s', 'plain img/s', 'fastai overhead', 'speed-up', 'GFLOP/s', 'share of peak'],
+                     [(r[0], r[1], r[2], r[6], r[9], f'{r[3]:.1f}', f'{r[4]:.1f}', f'{100*r[5]:+.1f}%', _speedup(rows, r), f'{r[7]:.0f}', f'{r[8]:.0%}') for r in rows]))
     write_section(a.section, body)
 
 if __name__=='__main__': main()

@@ -223,7 +223,7 @@ _log_adjust = -math.log(1e-6)
 
 def _mix(x:torch.Tensor, m:torch.Tensor)->torch.Tensor:
     "Apply the 3x3 color matrix `m` (row-vector convention, like skimage) to the channels of NCHW `x`."
-    return torch.einsum('nchw,cd->ndhw', x, m.to(x.device, x.dtype))
+    return (m.T.to(x.device, x.dtype) @ x.flatten(2)).view_as(x)
 
 def _rgb2od(x:torch.Tensor)->torch.Tensor: return _mix(torch.log(x.clamp_min(1e-6))/-_log_adjust, _hed_from_rgb)
 def _od2rgb(hed:torch.Tensor)->torch.Tensor: return torch.exp(-_mix(hed, _rgb_from_hed)*_log_adjust)
@@ -249,10 +249,11 @@ def hed_jitter(xb:torch.Tensor, # RGB batch in [0,1], NCHW float
     r = torch.rand(n, 7, generator=generator, dtype=torch.float32)
     alpha, beta = 1 + strength*(2*r[:,:3]-1), strength*(2*r[:,3:6]-1)
     keep = r[:,6:7]>=p
-    alpha, beta = torch.where(keep, 1., alpha), torch.where(keep, 0., beta)
-    alpha, beta = [o.to(xb.device, xb.dtype)[...,None,None] for o in (alpha, beta)]
-    od = _rgb2od(xb)*_log_adjust
-    return _od2rgb((od*alpha + beta)/_log_adjust).clamp(0, 1)
+    alpha, beta = torch.where(keep, 1., alpha).double(), torch.where(keep, 0., beta).double()
+    mix = (_hed_from_rgb * alpha[:,None,:]) @ _rgb_from_hed   # per image: RGB optical density -> jittered RGB optical density
+    shift = -(beta/_log_adjust) @ _rgb_from_hed * _log_adjust  # the stain shifts, back in log-intensity units
+    mix, shift = mix.mT.to(xb.device, xb.dtype), shift[...,None].to(xb.device, xb.dtype)
+    return torch.baddbmm(shift, mix, xb.clamp_min(1e-6).log().flatten(2)).exp_().clamp_(0, 1).view_as(xb)
 
 # %% ../nbs/01_stain.ipynb #08-stain-038
 class HEDJitter(RandTransform):

@@ -79,7 +79,7 @@ def test_recipes_check_as_train_parameters():
         s = load_settings(packaged_settings, name)
         p = check_params({k:v for k,v in s.items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
     p = check_params({k:v for k,v in load_settings(packaged_settings, 'cpu-best').items() if k not in ('tta','infer_bs','settings_file','recipe')})
-    assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema']) == (96, True, True, 0, 0.998)
+    assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema'], p['stain_aug']) == (96, True, True, 0, 0.998, 0.1)
 
 def test_the_demo_settings():
     "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
@@ -90,3 +90,6 @@ def test_the_demo_settings():
     assert (p['keep'], p['patience']) == ('last', 0)   # valid/ chooses nothing: the demo's AUC is a held-out figure
     assert load_settings(ROOT/'settings.ini')['crop'] == load_settings(ROOT/'histo_lib'/'settings.ini')['crop']   # [DEFAULT] is the packaged one's
     assert '--recipe demo' in (ROOT/'dev.sh').read_text()
+    demo, best = load_settings(ROOT/'settings.ini', 'demo'), load_settings(ROOT/'histo_lib'/'settings.ini', 'cpu-best')
+    local = ('data', 'out', 'settings_file', 'recipe', 'epochs')
+    assert {k:v for k,v in demo.items() if k not in local} == {k:v for k,v in best.items() if k not in local}   # cpu-best, shortened: nothing else differs
