@@ -24,7 +24,7 @@ other work, one thread's CPU time is what the step costs, whatever else runs (wi
 inflates it).
 """
 from __future__ import annotations
-import argparse, os, sys, time, tempfile, warnings
+import argparse, itertools, os, sys, time, tempfile, warnings
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,6 +42,7 @@ from histo_lib.models import build_model
 from histo_lib.train import histo_learner, model_kwargs_of
 
 clock = time.perf_counter  # `--clock cpu`: time.process_time
+STAIN = 0.1  # the `stain` variants' H&E stain jitter: cpu-best's
 
 class _Timer(Callback):
     "Time training batches after `warm` warm-up batches; skip validation."
@@ -152,7 +153,7 @@ def main():
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,channels_last+bf16',
-                    help="comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter 0.1 on both paths)")
+                    help=f"comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter STAIN on both paths)")
     ap.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall seconds, or the process's CPU seconds (a shared machine, one thread)")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
@@ -177,10 +178,8 @@ def main():
         kw = mk if arch=='reference' else {}
         for crop in map(int, a.crops.split(',')):
             gf = gflop(build_model(arch, **kw), crop, train=True)
-            for var in a.variants.split(','):
-              for th in threads:
-               for bs in bss:
-                flags = set(var.split('+')); cl, bf, co, st = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, 0.1*('stain' in flags)
+            for var, th, bs in itertools.product(a.variants.split(','), threads, bss):
+                flags = set(var.split('+')); cl, bf, co, st = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, STAIN*('stain' in flags)
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
@@ -194,7 +193,7 @@ def main():
     body = (f"## Training throughput and FLOP use (`{a.section}`)\n\n"
             f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
             f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, {a.clock} clock, load average {load0:.1f} at start / {load1:.1f} at end. "
-            f"Both paths: crop, uint8->float, random dihedral view per image, (`stain` variants: H&E stain jitter 0.1,) normalise; no colour jitter. "
+            f"Both paths: crop, uint8->float, random dihedral view per image, (`stain` variants: H&E stain jitter {STAIN},) normalise; no colour jitter. "
             f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop, threads and bs, else over the same variant at the first bs. "
             f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
             + ', '.join(f"{v:.0f} GFLOP/s {'bfloat16' if k else 'float32'}" for k,v in peak.items()) + ". " + (f"Reference CNN as recipe `{a.recipe}` builds it ({mk}). " if a.recipe else "") +
