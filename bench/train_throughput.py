@@ -153,7 +153,7 @@ def main():
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,channels_last+bf16',
-                    help=f"comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter STAIN on both paths)")
+                    help=f"comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter {STAIN} on both paths)")
     ap.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall seconds, or the process's CPU seconds (a shared machine, one thread)")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
