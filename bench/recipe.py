@@ -117,7 +117,7 @@ def recipe_settings(s:dict)->dict:
     p = check_params({k:v for k,v in s.items() if k in rp and k not in ('data', 'out') and v is not None})
     return {**p, 'model_kwargs': {**model_kwargs_of(s), **(s.get('model_kwargs') or {})}}
 
-SHOWN = ('arch', 'crop', 'bs', 'epochs', 'lr', 'ema', 'keep', 'lighting', 'label_smoothing', 'shift', 'stain_aug', 'stain_norm',
+SHOWN = ('arch', 'crop', 'bs', 'epochs', 'lr', 'ema', 'keep', 'lighting', 'hue', 'label_smoothing', 'shift', 'stain_aug', 'stain_norm',
          'mixup', 'wd', 'bf16', 'channels_last', 'drop_outliers', 'refit', 'weights')
 
 def changes(s:dict, n_train:int=20000)->str:

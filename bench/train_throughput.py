@@ -34,7 +34,8 @@ from fastai.callback.core import Callback, CancelValidException
 from histo_lib.settings import load_settings, packaged_settings
 from histo_lib.runtime import set_seed, keep_freed_memory
 from histo_lib.data import array_dls
-from histo_lib.transforms import center_crop, dihedral
+from fastai.torch_core import TensorImage
+from histo_lib.transforms import center_crop, dihedral, HueJitter
 from histo_lib.stain import hed_jitter
 from histo_lib.patches import load_items
 from histo_lib.cache import decode_items
@@ -43,6 +44,7 @@ from histo_lib.train import histo_learner, model_kwargs_of
 
 clock = time.perf_counter  # `--clock cpu`: time.process_time
 STAIN = 0.1  # the `stain` variants' H&E stain jitter: cpu-best's
+HUE = 0.04   # the `hue` variants' largest hue turn: `ref_e20_stain10_hue04`'s
 
 class _Timer(Callback):
     "Time training batches after `warm` warm-up batches; skip validation."
@@ -64,11 +66,11 @@ def pixels(n:int, seed:int=0):
     x, y = synth_patches(n, seed=seed)
     return x, y.astype(np.float32), 'synthetic'
 
-def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0.):
+def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0., hue=0.):
     set_seed(seed)
     v = np.r_[np.flatnonzero(y==0)[:bs//2], np.flatnonzero(y==1)[:bs-bs//2]]  # `bs` validation items of both classes (the data door checks; validation is skipped)
     xv = np.concatenate([x, x[v]])
-    dls = array_dls(xv, np.concatenate([y, y[v]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., stain_aug=stain, seed=seed)
+    dls = array_dls(xv, np.concatenate([y, y[v]]), np.arange(len(x), len(xv)), crop=crop, bs=bs, lighting=0., hue=hue, stain_aug=stain, seed=seed)
     set_seed(seed)
     learn = histo_learner(dls, arch, model_kwargs=mk, channels_last=channels_last, bf16=bf16, path=tempfile.mkdtemp())
     if compile: learn.model.compile()
@@ -77,7 +79,7 @@ def run_fastai(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0
     t = tm.t[warm-1:]
     return bs*(len(t)-1)/(t[-1]-t[0])
 
-def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0.):
+def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0, mk=None, compile=False, stain=0., hue=0.):
     set_seed(seed)
     xs = x[:, (96-crop)//2:(96-crop)//2+crop, (96-crop)//2:(96-crop)//2+crop]
     mean = torch.tensor(xs[:2000].reshape(-1,3).mean(0)/255).view(1,3,1,1).float()
@@ -96,6 +98,7 @@ def run_plain(x, y, arch, crop, bs, nb, warm, channels_last, bf16=False, seed=0,
         for k in range(1, 8):
             m = ks==k
             if m.any(): res[m] = dihedral(xb[m], k)
+        if hue: res = HueJitter(hue)(TensorImage(res), split_idx=0).as_subclass(torch.Tensor)
         if stain: res = hed_jitter(res, stain)
         xb = (res-mean)/std
         yb = torch.from_numpy(y[idx])
@@ -153,7 +156,7 @@ def main():
     ap.add_argument('--warm', type=int, default=2); ap.add_argument('--rounds', type=int, default=2)
     ap.add_argument('--threads', default='2', help='torch threads; a list (2,1) measures each, interleaved')
     ap.add_argument('--variants', default='default,channels_last+bf16',
-                    help=f"comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter {STAIN} on both paths)")
+                    help=f"comma-separated; each 'default' or a '+'-joined set of channels_last, bf16, compile, stain (H&E stain jitter {STAIN} on both paths), hue (hue jitter {HUE})")
     ap.add_argument('--clock', default='wall', choices=('wall', 'cpu'), help="wall seconds, or the process's CPU seconds (a shared machine, one thread)")
     ap.add_argument('--section', default='train_throughput', help='RESULTS.md section to write')
     ap.add_argument('--recipe', default=None, help="build the models with this packaged recipe's model_* keys (e.g. cpu-best's small CNN)")
@@ -179,12 +182,12 @@ def main():
         for crop in map(int, a.crops.split(',')):
             gf = gflop(build_model(arch, **kw), crop, train=True)
             for var, th, bs in itertools.product(a.variants.split(','), threads, bss):
-                flags = set(var.split('+')); cl, bf, co, st = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, STAIN*('stain' in flags)
+                flags = set(var.split('+')); cl, bf, co, st, hu = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, STAIN*('stain' in flags), HUE*('hue' in flags)
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
-                    fa.append(run_fastai(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st))
-                    pl.append(run_plain(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st))
+                    fa.append(run_fastai(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st, hue=hu))
+                    pl.append(run_plain(x, y, arch, crop, bs, a.batches, a.warm, cl, bf, seed=r, mk=kw, compile=co, stain=st, hue=hu))
                 f, p = np.median(fa), np.median(pl)
                 rows.append((arch, crop, var, f, p, p/f-1, th, f*gf, f*gf/peak[bf], bs))
                 print(f"{arch:10s} crop {crop:3d} {var:22s} threads {th} bs {bs} fastai {f:7.1f} img/s  plain {p:7.1f} img/s  fastai overhead {100*(p/f-1):+5.1f}%  "
@@ -193,7 +196,7 @@ def main():
     body = (f"## Training throughput and FLOP use (`{a.section}`)\n\n"
             f"{src} patches, in-RAM uint8 array, bs {a.bs}, {a.batches} batches per measurement ({a.warm} warm-up), "
             f"median of {a.rounds} interleaved rounds, torch threads {a.threads}, {a.clock} clock, load average {load0:.1f} at start / {load1:.1f} at end. "
-            f"Both paths: crop, uint8->float, random dihedral view per image, (`stain` variants: H&E stain jitter {STAIN},) normalise; no colour jitter. "
+            f"Both paths: crop, uint8->float, random dihedral view per image, (`stain` variants: H&E stain jitter {STAIN}; `hue` variants: hue jitter {HUE},) normalise; no colour jitter. "
             f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop, threads and bs, else over the same variant at the first bs. "
             f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
             + ', '.join(f"{v:.0f} GFLOP/s {'bfloat16' if k else 'float32'}" for k,v in peak.items()) + ". " + (f"Reference CNN as recipe `{a.recipe}` builds it ({mk}). " if a.recipe else "") +

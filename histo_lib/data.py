@@ -271,7 +271,7 @@ def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
                  valid_pct:float=0.2, seed:int=42, groups=None, # the split when a folder names no validation items (`split_items`); `seed` also seeds the loaders
                  valid=None, layout:str='auto', cache=None, skip_bad:bool=False, report=None, # how a folder is read, as for `histo_dls`
                  drop_outliers:bool=False, stain_norm:str='none', refit:bool=False, # the fits on the training split, as for `histo_dls`
-                 shift:int=0, lighting:float=0.1, stain_aug:float=0., aug:bool=True, # the augmentation (`histo_tfms`)
+                 shift:int=0, lighting:float=0.1, hue:float=0., stain_aug:float=0., aug:bool=True, # the augmentation (`histo_tfms`)
                  store:PatchStore|None=None, # decoded pixels by source; None: an empty store that a folder's items fill
                  items:pd.DataFrame|None=None, # the labels (`src`, `label`) of sources given as a list
                  splitter=None, # items table -> (train_idx, valid_idx); None: `HistoSplitter`
@@ -280,7 +280,7 @@ def histo_dblock(crop:int=64, # center crop in pixels, 32 to 96
     "A fastai `DataBlock` of (uint8 patch, normal/tumour) built from settings; `summary` and `dataloaders` take a dataset folder in any layout, as `histo_dls` does."
     if isinstance(crop, PatchStore): raise HistoError("histo_dblock takes settings first (crop, stats, batch_tfms); pass store=, items=, splitter= by name.")
     if kwargs: k = next(iter(kwargs)); raise HistoError(f"histo_dblock got an unknown setting '{k}'.{suggest(k, inspect.signature(histo_dblock).parameters)}")
-    tfms = histo_tfms(stats, crop, shift=shift, lighting=lighting, stain_aug=stain_aug, aug=aug)  # checks crop and shift before any decoding
+    tfms = histo_tfms(stats, crop, shift=shift, lighting=lighting, hue=hue, stain_aug=stain_aug, aug=aug)  # checks crop and shift before any decoding
     store, labels = PatchStore() if store is None else store, LabelOf()
     db = HistoDataBlock(blocks=(TransformBlock(type_tfms=PatchReader(store), batch_tfms=IntToFloatTensor, dl_type=HistoDL),
                                 CategoryBlock(vocab=list(class_names))),
@@ -341,6 +341,7 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
               drop_outliers:bool=False, # drop blank and dark patches from training
               cache:str|None=None, # folder for the decoded-patch cache; None: $HISTO_CACHE or ~/.cache/histo_lib
               lighting:float=0.1, # strength of the color jitter (0: off)
+              hue:float=0., # largest hue turn of training patches, a fraction of the colour circle (0: off)
               shift:int=0, # random translation: training crops move by up to this many pixels (0: off)
               stain_norm:str='none', # 'macenko' or 'reinhard': normalize stains once, before training; 'none': off
               stain_aug:float=0., # strength of H&E stain augmentation of training batches (0: off)
@@ -350,7 +351,7 @@ def histo_dls(data:str|Path, # dataset folder in any layout (Kaggle, ImageFolder
              )->HistoDataLoaders:
     "fastai `DataLoaders` for the dataset at `data`: `histo_dblock(...).dataloaders(data)`, the settings spelt out; `dls.stats`, `dls.crop`, `dls.items` say how."
     dblock = histo_dblock(crop, stats, valid_pct=valid_pct, seed=seed, groups=groups, valid=valid, layout=layout, cache=cache, skip_bad=skip_bad,
-                          report=report, drop_outliers=drop_outliers, stain_norm=stain_norm, refit=refit, shift=shift, lighting=lighting, stain_aug=stain_aug)
+                          report=report, drop_outliers=drop_outliers, stain_norm=stain_norm, refit=refit, shift=shift, lighting=lighting, hue=hue, stain_aug=stain_aug)
     return dblock.dataloaders(data, bs=bs, num_workers=num_workers, device=device)
 
 # %% ../nbs/02e_data.ipynb #02e-026
@@ -362,7 +363,7 @@ def array_dls(x:np.ndarray, # uint8 (N,96,96,3) pixels in memory
               seed:int=42, # seeds the shuffling and augmentation
               stats:tuple|None=None, # (mean, std); None: the training items'
               device=None, # where batches go
-              **kwargs, # `histo_dblock`'s: shift, lighting, stain_aug, aug, stain_norm, drop_outliers, ...
+              **kwargs, # `histo_dblock`'s: shift, lighting, hue, stain_aug, aug, stain_norm, drop_outliers, ...
              )->DataLoaders:
     "`histo_dls` for pixels already in memory (notebooks, tests): the same `DataBlock` on an items table, items named `mem:i`."
     srcs = [f'mem:{i}' for i in range(len(x))]

@@ -25,20 +25,28 @@ def _ini(fn:Path)->ConfigParser:
     except Exception as e: raise HistoError(f"Cannot read {fn} ({type(e).__name__}: {str(e)[:200]}); fix its syntax.") from None
     return cp
 
+def _recipe(name:str, inis:list, chain:tuple=())->dict:
+    "Recipe `name`'s own keys (from the first of `inis` that has it) over those of the recipe its `base` key names, if any."
+    i = next((i for i,cp in enumerate(inis) if cp.has_section(name)), None)
+    if i is None:
+        known = show_some(sorted({s for cp in inis for s in cp.sections()})) or 'none'
+        raise HistoError(f"No recipe [{name}]{f', the base of [{chain[-1]}]' if chain else ''}; recipes: {known}.")
+    own = {k:inis[i][name][k] for k in inis[i]._sections[name]}  # its own keys, not the defaults it inherits
+    if (base := own.pop('base', None)) is None: return own
+    if base in chain+(name,) and base!=name: raise HistoError(f"Recipe bases go round in a circle: {' -> '.join(f'[{n}]' for n in chain+(name, base))}; end the chain with a recipe that names no base.")
+    return {**_recipe(base, inis[i+1:] if base==name else inis, chain+(name,)), **own}  # `base` naming its own name: the packaged recipe it replaces
+
 def load_settings(path:str|Path|None=None, # a settings.ini, or a folder to search upwards from; None: the cwd
                   recipe:str|None=None, # a named section (packaged or the user's) whose keys override [DEFAULT]
                  )->dict:
-    "Run settings (as text) from the packaged `settings.ini`, overridden by the user's one and then by `recipe`."
+    "Run settings (as text) from the packaged `settings.ini`, overridden by the user's one and then by `recipe` (and the recipes its `base` names)."
     from fastcore.xtras import Config
     p = Path(path or '.')
     user = (p if p.suffix=='.ini' else (c.config_file if (c := Config.find('settings.ini', p)) else None))
     if user is not None and not Path(user).is_file(): raise HistoError(f"Settings file {user} does not exist.")
     pk, us = _ini(packaged_settings), (_ini(user) if user else ConfigParser())
     res = {**pk.defaults(), **us.defaults()}
-    if recipe:
-        src = us if us.has_section(recipe) else pk if pk.has_section(recipe) else None
-        if src is None: raise HistoError(f"No recipe [{recipe}]; recipes: {show_some(sorted(set(pk.sections())|set(us.sections()))) or 'none'}.")
-        res.update({k:src[recipe][k] for k in src._sections[recipe]})  # the recipe's own keys, not the defaults it inherits
+    if recipe: res.update(_recipe(recipe, [us, pk]))
     res.update({'settings_file': str(user) if user else None, 'recipe': recipe})
     return res
 

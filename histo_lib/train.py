@@ -214,7 +214,7 @@ run_param_owners = ('train', 'histo_dls', 'histo_learner', 'fit_run')  # the fun
 
 param_bounds = dict(crop=(32, patch_size), bs=(1, None), epochs=(1, None), lr=(0, None), valid_pct=(0, 1), patience=(0, None),
                shift=(0, None), ema=(0, 1), label_smoothing=(0, 1), num_workers=(0, None), freeze_epochs=(0, None),
-               lighting=(0, 1), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
+               lighting=(0, 1), hue=(0, 0.5), stain_aug=(0, None), pct_start=(0, 1), lr_mult=(0, None), mpp=(0, None),
                mixup=(0, None))  # each run parameter's range: read by `check_params`, and by the command line without importing torch
 
 

@@ -18,7 +18,8 @@ from .stain import HEDJitter
 
 # %% auto #0
 __all__ = ['tta_n_views', 'tta_names', 'center_crop', 'channel_stats', 'dihedral', 'DihedralFlip', 'ColorJitter', 'check_tta',
-           'tta_view', 'tta_views', 'PatchCrop', 'PatchNormalize', 'histo_tfms', 'input_tfms', 'model_input']
+           'tta_view', 'tta_views', 'hue_matrix', 'HueJitter', 'PatchCrop', 'PatchNormalize', 'histo_tfms',
+           'input_tfms', 'model_input']
 
 # %% ../nbs/02d_transforms.ipynb #02d-006
 def center_crop(x, # NHWC numpy array or NCHW tensor (or a single HWC / CHW image)
@@ -113,6 +114,31 @@ def tta_views(xb:torch.Tensor, # NCHW batch
     "The views of `xb` that test-time augmentation averages over: 1, 2 or 8 exact tensors shaped like `xb`."
     return [tta_view(xb, tta, k) for k in range(check_tta(tta))]
 
+# %% ../nbs/02d_transforms.ipynb #02d-hue
+def hue_matrix(turns:torch.Tensor, # (n,) each image's hue turn, in turns of the colour circle (1/3: red -> green)
+              )->torch.Tensor:
+    "(n,3,3) RGB matrices that turn colours about the grey axis (1,1,1) by `turns` (Rodrigues' formula)."
+    a = 2*torch.pi*turns.float()[:,None,None]
+    g = torch.full((3,3), 1/3)                              # the projection onto the grey axis
+    k = torch.tensor([[0.,-1,1],[1,0,-1],[-1,1,0]])/3**0.5  # the cross product with the unit grey axis
+    return g + torch.cos(a)*(torch.eye(3)-g) + torch.sin(a)*k
+
+class HueJitter(RandTransform):
+    "Per-image hue jitter of a float batch in 0..1 (training only): colours turned about the grey axis by up to `hue` turns."
+    order, split_idx = 30, 0  # after `ColorJitter`, before the stain jitter
+    def __init__(self, hue:float=0.04, # the largest turn, as a fraction of the colour circle
+                 p:float=1., # probability that a batch is jittered
+                ): super().__init__(p=p); self.hue = hue
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        n = (b[0] if isinstance(b, tuple) else b).shape[0]
+        self.m = hue_matrix(torch.empty(n).uniform_(-self.hue, self.hue))   # drawn on the CPU generator, applied where x is
+    def encodes(self, xb:TensorImage):
+        if not self.do: return xb
+        x = xb.as_subclass(torch.Tensor)
+        rgb = x.permute(0,2,3,1) @ self.m.to(x.device, x.dtype).transpose(1,2)[:,None]  # NHWC rows times each image's matrix
+        return TensorImage(rgb.permute(0,3,1,2).clamp_(0,1))
+
 # %% ../nbs/02d_transforms.ipynb #02d-014
 class PatchCrop(RandTransform):
     "Center `crop` of a uint8 NCHW batch; training windows move by up to `shift` px at random, validation takes the exact center."
@@ -151,11 +177,12 @@ def histo_tfms(stats:tuple|None=None, # (mean, std) per channel, in 0..1 units; 
                shift:int=0, # random translation: training crops move by up to this many pixels (0: off)
                lighting:float=0.1, # strength of the color jitter (0: off)
                stain_aug:float=0., # strength of H&E stain augmentation (`HEDJitter`) of training batches (0: off)
+               hue:float=0., # largest hue turn of training patches, a fraction of the colour circle (`HueJitter`; 0: off)
                aug:bool=True, # the dihedral views and jitters on training batches
               )->list:
     "The batch transforms: crop, then (training only) dihedral views and jitter, then normalization."
     tfms = [PatchCrop(crop, shift)]
-    if aug: tfms += [DihedralFlip()] + ([HEDJitter(stain_aug)] if stain_aug else []) + ([ColorJitter(lighting)] if lighting else [])
+    if aug: tfms += [DihedralFlip()] + [t for t,on in ((ColorJitter(lighting), lighting), (HueJitter(hue), hue), (HEDJitter(stain_aug), stain_aug)) if on]
     return tfms + [PatchNormalize(stats)]
 
 def input_tfms(crop:int, # the model's center crop

@@ -161,8 +161,9 @@ def test_synth_slide_from_a_folder_errors_are_one_line(pcam, tmp_path):
     assert not (tmp_path/'a').exists() and not (tmp_path/'b').exists()
 
 def test_one_parameter_source_from_any_folder(kaggle_data, tmp_path):
-    "Issue 12's check, from a folder outside the checkout: a packaged recipe works, bad names and values fail first."
-    histo('train', kaggle_data, '--out', tmp_path/'cb', '--recipe', 'cpu-best', '--epochs', 1, cwd=tmp_path, umask=0o022)
+    "Issue 12's check, from a folder outside the checkout: a packaged recipe works (here as a user recipe's base), bad names and values fail first."
+    (tmp_path/'settings.ini').write_text("[short]\nbase = cpu-best\nepochs = 2\n")   # cpu-best's keys, then its own; the flag beats both
+    histo('train', kaggle_data, '--out', tmp_path/'cb', '--recipe', 'short', '--epochs', 1, cwd=tmp_path, umask=0o022)
     cfg = model_json(tmp_path/'cb')
     assert (cfg['arch'], cfg['crop'], cfg['train']['epochs'], cfg['train']['ema'], cfg['train']['keep'], cfg['model_kwargs']['widths']) == \
            ('reference', 96, 1, 0.998, 'last', [16, 32, 64])
@@ -185,6 +186,9 @@ def test_value_errors_before_torch(kaggle_data, tmp_path):
     (tmp_path/'settings.ini').write_text("[DEFAULT]\nepoch = 3\n")
     r = run()
     assert r.stdout.split() == ['2', '[]'] and "unknown setting 'epoch'. Did you mean 'epochs'?" in r.stderr, (r.stdout, r.stderr[-2000:])
+    (tmp_path/'settings.ini').write_text("[a]\nbase = b\n[b]\nbase = a\n")
+    r = run('--recipe', 'a')
+    assert r.stdout.split() == ['2', '[]'] and 'Recipe bases go round in a circle: [a] -> [b] -> [a]' in r.stderr, (r.stdout, r.stderr[-2000:])
     assert not (tmp_path/'o').exists()
 
 def test_transfer_learning_from_a_local_timm_checkpoint(work, folder_data, tmp_path):
