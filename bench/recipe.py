@@ -10,11 +10,17 @@ seeds) into the `recipe` section of bench/RESULTS.md.
     python bench/recipe.py --score RUN --variant adabn_NAME --adabn   # BatchNorm statistics of each scored set (AdaBN)
     python bench/recipe.py --table                                 # re-render the table from the rows
     python bench/recipe.py --list                                  # the variants of bench/variants.ini
+    python bench/recipe.py ref_e20_stain10 --seeds 42 43 44 --screen   # the screening budget of [screen] (float32-only CPUs)
+    python bench/recipe.py ref_e20 --seeds 42 43 44 --screen screen_p4000_e10   # another budget: a [screen...] section
 
 Training runs `/usr/bin/time -v python -m histo_lib.cli train DATA --recipe NAME --seed N --out RUNS/NAME_sN` (with
 `--settings bench/variants.ini` for its sections) in a folder holding no settings.ini, so the row's wall time and peak
 RSS are those of the command a user runs. HISTO_PCAM moves the data folder (default ../shared/data/pcam-sample),
 HISTO_RECIPE_RUNS the run folders (default $HISTO_CACHE/recipes) and HISTO_RECIPE_ROWS the rows file.
+
+`--screen [SECTION]` trains at the screening budget of a `[screen...]` section of bench/variants.ini (default `[screen]`;
+issue 30 item 1): its `patches` training patches (a stratified sample, the same for every variant and seed) for its
+`epochs`, with the model and augmentations of the variant; scoring is unchanged. The row's variant is `SECTION:NAME`.
 
 The shifted valid/ (`shifted`): every valid/ patch, in `load_items` order, re-stained by the library's Tellez-style H&E
 jitter (`stain.hed_jitter`) at strength SHIFT_STRENGTH with a CPU generator seeded SHIFT_SEED, drawn in chunks of
@@ -32,7 +38,7 @@ from sklearn.metrics import roc_auc_score
 from histo_lib.core import HistoError
 from histo_lib.settings import load_settings, packaged_settings
 from histo_lib.runtime import set_threads
-from histo_lib.patches import load_items
+from histo_lib.patches import load_items, stratified_sample
 from histo_lib.cache import decode_items, cache_dir
 from histo_lib.stain import hed_jitter
 from histo_lib.train import model_kwargs_of
@@ -162,12 +168,38 @@ def score(runs:list, # run folders (several: an ensemble)
     row['load'] = round(os.getloadavg()[0], 1)
     return row
 
-def train_run(variant:str, seed:int, threads:int|None, data:Path=PCAM)->Path:
+SCREEN = 'screen'  # the sections of bench/variants.ini named screen... hold screening budgets, not variants
+
+def screen_budget(section:str=SCREEN)->dict:
+    "A `[screen...]` section of bench/variants.ini: `patches` (training patches kept) and `epochs`."
+    from configparser import ConfigParser
+    cp = ConfigParser(interpolation=None, default_section='no default'); cp.read(VARIANTS)
+    if not (section.startswith(SCREEN) and cp.has_section(section)): sys.exit(f"{VARIANTS} has no [{section}] section: name a [screen...] section with `patches` and `epochs`.")
+    return dict(patches=cp.getint(section, 'patches'), epochs=cp.getint(section, 'epochs'))
+
+def screen_data(n:int, data:Path=PCAM)->Path:
+    "A pcam-sample-shaped folder whose train/ links a stratified sample of `n` of `data`'s training patches (seed 0) and whose valid/ is `data`'s."
+    out = runs_dir()/f'screen_data_{n}'
+    if (out/'valid').exists(): return out
+    items = load_items(data, 'train'); keep = items.iloc[stratified_sample(n, items['label'].values, 0)]
+    tmp = out.with_name(out.name+'.tmp')
+    for src,lbl in zip(keep['src'], keep['label']):
+        (tmp/'train'/str(int(lbl))).mkdir(parents=True, exist_ok=True)
+        (tmp/'train'/str(int(lbl))/Path(src).name).symlink_to(Path(src).resolve())
+    (tmp/'valid').symlink_to((data/'valid').resolve())
+    os.replace(tmp, out)
+    return out
+
+def train_run(variant:str, seed:int, threads:int|None, data:Path=PCAM,
+              screen:str|None=None, # a [screen...] section: train at its budget
+             )->Path:
     "Train `variant` with `seed` through the command line, timed by `/usr/bin/time -v`; the run folder."
-    out = runs_dir()/f'{variant}_s{seed}'; out.parent.mkdir(parents=True, exist_ok=True)
+    budget = screen_budget(screen) if screen else None
+    if budget: data = screen_data(budget['patches'], data)
+    out = runs_dir()/f"{screen+'_' if screen else ''}{variant}_s{seed}"; out.parent.mkdir(parents=True, exist_ok=True)
     in_ini = variant in _ini_sections()
     cmd = (['/usr/bin/time', '-v'] if Path('/usr/bin/time').exists() else []) + [sys.executable, '-m', 'histo_lib.cli', 'train', str(data), '--recipe', variant, '--seed', str(seed),
-           '--out', str(out)] + (['--settings', str(VARIANTS)] if in_ini else [])
+           '--out', str(out)] + (['--settings', str(VARIANTS)] if in_ini else []) + (['--epochs', str(budget['epochs'])] if budget else [])
     env = {**os.environ, **({'OMP_NUM_THREADS': str(threads), 'HISTO_THREADS': str(threads)} if threads else {})}
     log = out.parent/f'{out.name}.log'
     print(' '.join(cmd), f'> {log}', flush=True)
@@ -178,7 +210,7 @@ def train_run(variant:str, seed:int, threads:int|None, data:Path=PCAM)->Path:
 
 def _ini_sections()->list:
     from configparser import ConfigParser
-    cp = ConfigParser(interpolation=None); cp.read(VARIANTS); return cp.sections()
+    cp = ConfigParser(interpolation=None); cp.read(VARIANTS); return [n for n in cp.sections() if not n.startswith(SCREEN)]
 
 def row_key(r:dict)->tuple:
     "What makes a row the same run again: its name, variant, seed, machine and changes (a packaged recipe that changed, or another machine, is another run)."
@@ -188,7 +220,7 @@ def add_row(row:dict):
     "Add `row` to the rows file (replacing the row with its `row_key`), re-read first: others may write too."
     rows = json.loads(ROWS.read_text()) if ROWS.exists() else []
     rows = [r for r in rows if row_key(r)!=row_key(row)] + [row]
-    tmp = ROWS.with_suffix('.tmp'); tmp.write_text(json.dumps(rows, indent=1)); os.replace(tmp, ROWS)
+    tmp = ROWS.with_suffix(f'.{os.getpid()}.tmp'); tmp.write_text(json.dumps(rows, indent=1)); os.replace(tmp, ROWS)
 
 def mean_sd(vals:list)->str:
     "'0.9512' for one value, '0.9512 ± 0.0031' (sample sd) for several, '-' for none."
@@ -204,13 +236,11 @@ def short_machine(m:str)->str:
 def table(rows:list)->str:
     """One line per (variant, machine, changes): seeds, wall minutes and mean ± sd over seeds of each AUC (a seed's latest row counts).
     The changes are part of the key, so a packaged recipe that changes (cpu-best) starts a line of its own."""
-    groups = {}
-    for r in rows: groups.setdefault((r['variant'], short_machine(r.get('machine', '')), r.get('changes', '-')), {})[str(r.get('seed'))] = r
     lines = []
-    for (v, m, _), by_seed in groups.items():
-        rs = list(by_seed.values())
+    for (v, m, _), seeds in by_seed(rows).items():
+        rs = list(seeds.values())
         wall = [r.get('process_wall_s', r.get('train_s')) for r in rs if r.get('process_wall_s', r.get('train_s'))]
-        lines.append([v, m, rs[-1].get('changes', '-')[:90], ' '.join(by_seed), f"{np.mean(wall)/60:.0f}" if wall else '-',
+        lines.append([v, m, rs[-1].get('changes', '-')[:90], ' '.join(seeds), f"{np.mean(wall)/60:.0f}" if wall else '-',
                       *[mean_sd([r[k] for r in rs if r.get(k) is not None]) for k,_ in METRICS]])
     return md_table(['variant', 'machine', 'changes from issue-16 cpu-best', 'seeds', 'wall min', *[t for _,t in METRICS]], lines)
 
@@ -227,9 +257,47 @@ runs shared the cores). **changes**: keys that differ from [DEFAULT] of `bench/v
 valid/ nor the shifted valid/ by more than one seed-sd. **test/ chose cpu-best's stain jitter (issue 30), so it no longer scores cpu-best blind.**
 """
 
+def by_seed(rows:list)->dict:
+    "Rows grouped by (variant, machine, changes), each group's rows by seed (a seed's latest row counts)."
+    groups = {}
+    for r in rows: groups.setdefault((r['variant'], short_machine(r.get('machine', '')), r.get('changes', '-')), {})[str(r.get('seed'))] = r
+    return groups
+
+def full_changes(screen_changes:str)->str:
+    "The changes of the full run a screening run stands for: its own without the budget's `n_train` and `epochs`."
+    return ', '.join(c for c in screen_changes.split(', ') if not c.startswith(('n_train=', 'epochs='))) or 'none'
+
+def screen_table(rows:list)->str:
+    """Each screened variant beside the full runs of the same settings (the group with the most seeds scored on test/),
+    mean ± sd of each metric, and per budget the Spearman correlation of the screened means with the full ones."""
+    from scipy.stats import spearmanr
+    groups, keys = by_seed(rows), [k for k,t in METRICS if 'half' not in t]
+    full = {}
+    for (v, _, ch), g in groups.items():
+        if ':' in v or len([r for r in g.values() if r.get('test_tta_auc') is not None])<3: continue
+        if len(g)>len(full.get(ch, {})): full[ch] = g
+    lines, means = [], {}
+    for (v, _, ch), g in groups.items():
+        if ':' not in v or full_changes(ch) not in full: continue
+        budget, f = v.split(':')[0], full[full_changes(ch)]
+        cells = [[r[k] for r in gg.values() if r.get(k) is not None] for k in keys for gg in (g, f)]
+        lines.append([budget, v.split(':', 1)[1], ' '.join(g), *[mean_sd(c) for c in cells]])
+        means.setdefault(budget, []).append([np.mean(c) for c in cells])
+    rho = [[b, '', f'Spearman over {len(m)} variants', *[f'{spearmanr(*np.array(m)[:, i:i+2].T)[0]:+.2f}' if j%2==0 else '' for j,i in enumerate(range(0, 2*len(keys)))]]
+           for b,m in means.items() if len(m)>2]
+    head = ['budget', 'variant', 'seeds', *[f'{t} {w}' for _,t in METRICS if 'half' not in t for w in ('screened', 'full')]]
+    return md_table(head, lines + rho)
+
+SCREEN_PROTOCOL = """### Screening budgets against full runs
+
+Each screened variant (`--screen SECTION`: a `[screen...]` budget of `bench/variants.ini`) beside the full runs with the same settings, mean ± sd over \
+seeds; the Spearman rows correlate a budget's screened means with the full means over the variants screened (+1: the same order). A budget is \
+useful only if it orders the variants as full runs do on test/, the column that judges.
+"""
+
 def render(rows:list|None=None):
     rows = rows if rows is not None else json.loads(ROWS.read_text())
-    write_section('recipe', PROTOCOL + '\n' + table(rows))
+    write_section('recipe', PROTOCOL + '\n' + table(rows) + '\n\n' + SCREEN_PROTOCOL + '\n' + screen_table(rows))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -243,6 +311,7 @@ def main():
     ap.add_argument('--merge', default=None, metavar='ROWS.json', help='add rows measured elsewhere (bench/gpu.sh recipe)')
     ap.add_argument('--table', action='store_true', help='only re-render the table from the rows')
     ap.add_argument('--list', action='store_true', help='list the variants of bench/variants.ini')
+    ap.add_argument('--screen', nargs='?', const=SCREEN, default=None, metavar='SECTION', help='train at the screening budget of [screen] (or of SECTION) in bench/variants.ini (rows: SECTION:NAME)')
     a = ap.parse_args()
     if a.list: print('\n'.join(_ini_sections())); return
     if not (a.table or a.variants or a.score or a.merge): ap.error('name variants to train, --score RUN, --merge, --table or --list')
@@ -259,7 +328,7 @@ def main():
             sets = eval_sets()
             if a.score: add_row(score(a.score, a.variant, sets, a.time_log, a.adabn))
             for v in a.variants:
-                for seed in a.seeds: add_row(score([train_run(v, seed, a.threads)], v, sets))
+                for seed in a.seeds: add_row(score([train_run(v, seed, a.threads, screen=a.screen)], f'{a.screen}:{v}' if a.screen else v, sets))
         for r in (json.loads(Path(a.merge).read_text()) if a.merge else []): add_row(r)
         render()
     except HistoError as e: sys.exit(str(e))
