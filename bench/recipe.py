@@ -174,7 +174,8 @@ def screen_budget(section:str=SCREEN)->dict:
     "A `[screen...]` section of bench/variants.ini: `patches` (training patches kept) and `epochs`."
     from configparser import ConfigParser
     cp = ConfigParser(interpolation=None, default_section='no default'); cp.read(VARIANTS)
-    if not (section.startswith(SCREEN) and cp.has_section(section)): sys.exit(f"{VARIANTS} has no [{section}] section: name a [screen...] section with `patches` and `epochs`.")
+    budgets = [n for n in cp.sections() if n.startswith(SCREEN)]
+    if section not in budgets: sys.exit(f"'{section}' is no screening budget of {VARIANTS}: name one of its [screen...] sections ({', '.join(budgets)}).")
     return dict(patches=cp.getint(section, 'patches'), epochs=cp.getint(section, 'epochs'))
 
 def screen_data(n:int, data:Path=PCAM)->Path:
@@ -325,6 +326,7 @@ def main():
                     except HistoError: sys.exit(f"Unknown variant '{v}': name a section of {VARIANTS} ({', '.join(_ini_sections())}) or a packaged recipe (e.g. cpu-best).")
             for r in a.score or []:
                 if not (Path(r)/'model.json').is_file(): sys.exit(f"{r} holds no model.json: pass a run folder that `histo train` wrote.")
+            if a.screen: screen_budget(a.screen)  # a budget that is no [screen...] section fails now, not after decoding
             sets = eval_sets()
             if a.score: add_row(score(a.score, a.variant, sets, a.time_log, a.adabn))
             for v in a.variants:
