@@ -29,6 +29,7 @@ back to uint8. It needs no extra data; a recipe trained with `stain_aug` sees th
 """
 from __future__ import annotations
 import argparse, functools, json, os, re, subprocess, sys, time, warnings
+from configparser import ConfigParser
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).parent))
@@ -170,10 +171,14 @@ def score(runs:list, # run folders (several: an ensemble)
 
 SCREEN = 'screen'  # the sections of bench/variants.ini named screen... hold screening budgets, not variants
 
+def variants_ini(defaults:bool=True, # False: [DEFAULT]'s keys are not inherited (a budget must name its own)
+                )->ConfigParser:
+    "bench/variants.ini, read afresh (sections may be added while runs go on)."
+    cp = ConfigParser(interpolation=None, **({} if defaults else dict(default_section='no default'))); cp.read(VARIANTS); return cp
+
 def screen_budget(section:str=SCREEN)->dict:
     "A `[screen...]` section of bench/variants.ini: `patches` (training patches kept) and `epochs`."
-    from configparser import ConfigParser
-    cp = ConfigParser(interpolation=None, default_section='no default'); cp.read(VARIANTS)
+    cp = variants_ini(defaults=False)
     budgets = [n for n in cp.sections() if n.startswith(SCREEN)]
     if section not in budgets: sys.exit(f"'{section}' is no screening budget of {VARIANTS}: name one of its [screen...] sections ({', '.join(budgets)}).")
     return dict(patches=cp.getint(section, 'patches'), epochs=cp.getint(section, 'epochs'))
@@ -209,9 +214,7 @@ def train_run(variant:str, seed:int, threads:int|None, data:Path=PCAM,
     (out/'bench.json').write_text(json.dumps(dict(variant=variant, seed=seed, threads=threads, machine=device_name(), time_log=str(log))))
     return out
 
-def _ini_sections()->list:
-    from configparser import ConfigParser
-    cp = ConfigParser(interpolation=None); cp.read(VARIANTS); return [n for n in cp.sections() if not n.startswith(SCREEN)]
+def _ini_sections()->list: return [n for n in variants_ini().sections() if not n.startswith(SCREEN)]
 
 def row_key(r:dict)->tuple:
     "What makes a row the same run again: its name, variant, seed, machine and changes (a packaged recipe that changed, or another machine, is another run)."
@@ -272,21 +275,21 @@ def screen_table(rows:list)->str:
     """Each screened variant beside the full runs of the same settings (the group with the most seeds scored on test/),
     mean ± sd of each metric, and per budget the Spearman correlation of the screened means with the full ones."""
     from scipy.stats import spearmanr
-    groups, keys = by_seed(rows), [k for k,t in METRICS if 'half' not in t]
+    groups, shown = by_seed(rows), [(k,t) for k,t in METRICS if 'half' not in t]
+    n_test = lambda g: sum(r.get('test_tta_auc') is not None for r in g.values())
     full = {}
     for (v, _, ch), g in groups.items():
-        if ':' in v or len([r for r in g.values() if r.get('test_tta_auc') is not None])<3: continue
-        if len(g)>len(full.get(ch, {})): full[ch] = g
+        if ':' not in v and n_test(g)>=3 and n_test(g)>n_test(full.get(ch, {})): full[ch] = g
     lines, means = [], {}
     for (v, _, ch), g in groups.items():
         if ':' not in v or full_changes(ch) not in full: continue
         budget, f = v.split(':')[0], full[full_changes(ch)]
-        cells = [[r[k] for r in gg.values() if r.get(k) is not None] for k in keys for gg in (g, f)]
+        cells = [[r[k] for r in gg.values() if r.get(k) is not None] for k,_ in shown for gg in (g, f)]
         lines.append([budget, v.split(':', 1)[1], ' '.join(g), *[mean_sd(c) for c in cells]])
         means.setdefault(budget, []).append([np.mean(c) for c in cells])
-    rho = [[b, '', f'Spearman over {len(m)} variants', *[f'{spearmanr(*np.array(m)[:, i:i+2].T)[0]:+.2f}' if j%2==0 else '' for j,i in enumerate(range(0, 2*len(keys)))]]
+    rho = [[b, '', f'Spearman over {len(m)} variants', *[c for q in range(len(shown)) for c in (f'{spearmanr(np.array(m)[:, 2*q], np.array(m)[:, 2*q+1])[0]:+.2f}', '')]]
            for b,m in means.items() if len(m)>2]
-    head = ['budget', 'variant', 'seeds', *[f'{t} {w}' for _,t in METRICS if 'half' not in t for w in ('screened', 'full')]]
+    head = ['budget', 'variant', 'seeds', *[f'{t} {w}' for _,t in shown for w in ('screened', 'full')]]
     return md_table(head, lines + rho)
 
 SCREEN_PROTOCOL = """### Screening budgets against full runs
