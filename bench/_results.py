@@ -13,7 +13,7 @@ PCAM = Path(os.environ.get('HISTO_PCAM') or BENCH.parents[1]/'shared'/'data'/'pc
 HEADER = "# Benchmark results\n\nEvery figure below was printed by the script named in its section, on the machine named there.\n"
 
 def cpu_name()->str:
-    "The CPU's model name from `lscpu`, tagged with its bfloat16 hardware (AMX, AVX512-BF16) when it has some."
+    "The CPU's model name from `lscpu`, tagged with its bfloat16 hardware (AMX, AVX512-BF16), or '(float32)' without any: `bf16` training falls back there."
     try: out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
     except OSError: out = ''
     name = next((l.split(':', 1)[1].strip() for l in out.splitlines() if l.startswith('Model name')), None)
@@ -21,7 +21,7 @@ def cpu_name()->str:
         try: name = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
         except (OSError, StopIteration): name = 'unknown CPU'
     flags = next((l for l in out.splitlines() if l.startswith('Flags')), '')
-    return name + (' (AMX)' if 'amx_tile' in flags else ' (AVX512-BF16)' if 'avx512_bf16' in flags else '')
+    return name + (' (AMX)' if 'amx_tile' in flags else ' (AVX512-BF16)' if 'avx512_bf16' in flags else ' (float32)' if flags else '')
 
 def gpu_name()->str|None:
     "The first GPU's name, or None without one."

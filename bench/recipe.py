@@ -234,7 +234,7 @@ def mean_sd(vals:list)->str:
 def short_machine(m:str)->str:
     "A table-sized machine name: the GPU's model, else the CPU's vendor and family."
     if m=='cpu' or not m: return 'CPU'
-    m = re.sub(r'\((R|TM)\)|NVIDIA |Processor|CPU|@.*', '', m).replace('(AVX512-BF16)', 'bf16').replace('(AMX)', 'AMX')
+    m = re.sub(r'\((R|TM)\)|NVIDIA |Processor|CPU|@ *[\d.]+ *GHz', '', m).replace('(AVX512-BF16)', 'bf16').replace('(AMX)', 'AMX').replace('(float32)', 'float32')
     return re.sub(r'\s+', ' ', m).strip()[:22]
 
 def table(rows:list)->str:
@@ -271,33 +271,52 @@ def full_changes(screen_changes:str)->str:
     "The changes of the full run a screening run stands for: its own without the budget's `n_train` and `epochs`."
     return ', '.join(c for c in screen_changes.split(', ') if not c.startswith(('n_train=', 'epochs='))) or 'none'
 
+SCREEN_BASE = 'ref_e20_stain10'  # cpu-best's settings as a section of variants.ini: the screened baseline each screened variant is held against
+SCREEN_SDS = 2  # a screened variant is dropped when its valid/ or shifted mean falls this many of the screened baseline's seed-sds below the baseline's
+
+def screen_verdict(g:dict, # a screened group's rows by seed
+                   base:dict|None, # the screened baseline's of the same budget and machine
+                  )->str:
+    "'drop (valid/, shifted)': where `g`'s mean falls more than `SCREEN_SDS` of `base`'s seed-sds below `base`'s; else 'full run next'; '-' under 3 seeds a side."
+    if g is base: return 'baseline'
+    if base is None or len(base)<3 or len(g)<3: return '-'
+    vals = lambda gg, k: [r[k] for r in gg.values() if r.get(k) is not None]
+    lost = [t.split()[0] for k,t in METRICS if k in ('tta_auc', 'shift_tta_auc')
+            and np.mean(vals(g, k)) < np.mean(vals(base, k)) - SCREEN_SDS*np.std(vals(base, k), ddof=1)]
+    return f"drop ({', '.join(lost)})" if lost else 'full run next'
+
 def screen_table(rows:list)->str:
-    """Each screened variant beside the full runs of the same settings (the group with the most seeds scored on test/),
-    mean ± sd of each metric, and per budget the Spearman correlation of the screened means with the full ones."""
+    """Each screened variant (per budget and machine) beside the full runs of the same settings (the group with the most seeds
+    scored on test/; '-' where none ran), mean ± sd of each metric, its `screen_verdict`, and per budget and machine the Spearman
+    correlation of the screened means with the full ones over the variants that have both."""
     from scipy.stats import spearmanr
     groups, shown = by_seed(rows), [(k,t) for k,t in METRICS if 'half' not in t]
     n_test = lambda g: sum(r.get('test_tta_auc') is not None for r in g.values())
     full = {}
     for (v, _, ch), g in groups.items():
         if ':' not in v and n_test(g)>=3 and n_test(g)>n_test(full.get(ch, {})): full[ch] = g
+    screened = {k:g for k,g in groups.items() if ':' in k[0]}
+    bases = {(v.split(':')[0], m):g for (v, m, _),g in screened.items() if v.split(':', 1)[1]==SCREEN_BASE}
     lines, means = [], {}
-    for (v, _, ch), g in groups.items():
-        if ':' not in v or full_changes(ch) not in full: continue
-        budget, f = v.split(':')[0], full[full_changes(ch)]
+    for (v, m, ch), g in screened.items():
+        budget, f = v.split(':')[0], full.get(full_changes(ch), {})
         cells = [[r[k] for r in gg.values() if r.get(k) is not None] for k,_ in shown for gg in (g, f)]
-        lines.append([budget, v.split(':', 1)[1], ' '.join(g), *[mean_sd(c) for c in cells]])
-        means.setdefault(budget, []).append([np.mean(c) for c in cells])
-    rho = [[b, '', f'Spearman over {len(m)} variants', *[c for q in range(len(shown)) for c in (f'{spearmanr(np.array(m)[:, 2*q], np.array(m)[:, 2*q+1])[0]:+.2f}', '')]]
-           for b,m in means.items() if len(m)>2]
-    head = ['budget', 'variant', 'seeds', *[f'{t} {w}' for _,t in shown for w in ('screened', 'full')]]
+        lines.append([budget, m, v.split(':', 1)[1], ' '.join(sorted(g)), *[mean_sd(c) for c in cells], screen_verdict(g, bases.get((budget, m)))])
+        if f: means.setdefault((budget, m), []).append([np.mean(c) for c in cells])
+    rho = [[b, m, '', f'Spearman over {len(ms)} variants', *[c for q in range(len(shown)) for c in (f'{spearmanr(np.array(ms)[:, 2*q], np.array(ms)[:, 2*q+1])[0]:+.2f}', '')], '']
+           for (b, m),ms in means.items() if len(ms)>2]
+    head = ['budget', 'machine', 'variant', 'seeds', *[f'{t} {w}' for _,t in shown for w in ('screened', 'full')], 'screen verdict']
     return md_table(head, lines + rho)
 
 SCREEN_PROTOCOL = """### Screening budgets against full runs
 
-Each screened variant (`--screen SECTION`: a `[screen...]` budget of `bench/variants.ini`) beside the full runs with the same settings, mean ± sd over \
-seeds; the Spearman rows correlate a budget's screened means with the full means over the variants screened (+1: the same order). A budget is \
-useful only if it orders the variants as full runs do on test/, the column that judges.
-"""
+Each screened variant (`--screen SECTION`: a `[screen...]` budget of `bench/variants.ini`) per machine, beside the full runs with the same settings \
+('-': none ran), mean ± sd over seeds; the Spearman rows correlate a budget's screened means with the full means over the variants that have both (+1: the \
+same order). A budget would judge only if it ordered the variants as full runs do on test/, the column that judges; none does, so the **screen verdict** \
+uses only valid/ and the shifted valid/, which it does order: against `{base}` (cpu-best's settings) screened at the same budget on the same machine, a variant \
+whose mean falls more than {sds} of the baseline's screened seed-sds below it on either is dropped; every other one needs a full run on a bf16 CPU or a GPU, \
+where issue 30's rule judges it on test/.
+""".format(base=SCREEN_BASE, sds=SCREEN_SDS)
 
 def render(rows:list|None=None):
     rows = rows if rows is not None else json.loads(ROWS.read_text())

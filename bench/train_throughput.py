@@ -41,6 +41,7 @@ from histo_lib.patches import load_items
 from histo_lib.cache import decode_items
 from histo_lib.models import build_model
 from histo_lib.train import histo_learner, model_kwargs_of
+from histo_lib.callbacks import cpu_bf16_fast
 
 clock = time.perf_counter  # `--clock cpu`: time.process_time
 STAIN = 0.1  # the `stain` variants' H&E stain jitter: cpu-best's
@@ -173,7 +174,8 @@ def main():
         return
     mk = model_kwargs_of(load_settings(packaged_settings, a.recipe)) if a.recipe else {}
     load0 = os.getloadavg()[0]
-    peak = {bf: matmul_peak(torch.bfloat16 if bf else torch.float32) for bf in {'bf16' in v.split('+') for v in a.variants.split(',')}}
+    bf_on = cpu_bf16_fast()  # as `histo train`: `bf16` on a CPU without AVX512-BF16 or AMX runs float32 on both paths
+    peak = {bf: matmul_peak(torch.bfloat16 if bf else torch.float32) for bf in {'bf16' in v.split('+') and bf_on for v in a.variants.split(',')}}
     bss = [int(b) for b in str(a.bs).split(',')]
     x, y, src = pixels(max(bss)*a.batches)
     rows = []
@@ -182,7 +184,7 @@ def main():
         for crop in map(int, a.crops.split(',')):
             gf = gflop(build_model(arch, **kw), crop, train=True)
             for var, th, bs in itertools.product(a.variants.split(','), threads, bss):
-                flags = set(var.split('+')); cl, bf, co, st, hu = 'channels_last' in flags, 'bf16' in flags, 'compile' in flags, STAIN*('stain' in flags), HUE*('hue' in flags)
+                flags = set(var.split('+')); cl, bf, co, st, hu = 'channels_last' in flags, 'bf16' in flags and bf_on, 'compile' in flags, STAIN*('stain' in flags), HUE*('hue' in flags)
                 fa, pl = [], []
                 torch.set_num_threads(th)
                 for r in range(a.rounds):
@@ -200,7 +202,8 @@ def main():
             f"Overhead = plain/fastai - 1 (positive: fastai slower). Speed-up: over the `default` variant at the same arch, crop, threads and bs, else over the same variant at the first bs. "
             f"GFLOP/s: fastai img/s x training GFLOP per image; peak: 4096x4096 `torch.mm`, "
             + ', '.join(f"{v:.0f} GFLOP/s {'bfloat16' if k else 'float32'}" for k,v in peak.items()) + ". " + (f"Reference CNN as recipe `{a.recipe}` builds it ({mk}). " if a.recipe else "") +
-            f"keep_freed_memory {'off (HISTO_KEEP_FREED=0)' if os.environ.get('HISTO_KEEP_FREED')=='0' else 'on'}.\n\n" +
+            f"keep_freed_memory {'off (HISTO_KEEP_FREED=0)' if os.environ.get('HISTO_KEEP_FREED')=='0' else 'on'}."
+            + ("" if bf_on else " This CPU has neither AVX512-BF16 nor AMX, so `bf16` variants run float32 on both paths, as `histo train` falls back.") + "\n\n" +
             md_table(['arch', 'crop', 'fastai variant', 'threads', 'bs', 'fastai img/s', 'plain img/s', 'fastai overhead', 'speed-up', 'GFLOP/s', 'share of peak'],
                      [(r[0], r[1], r[2], r[6], r[9], f'{r[3]:.1f}', f'{r[4]:.1f}', f'{100*r[5]:+.1f}%', _speedup(rows, r), f'{r[7]:.0f}', f'{r[8]:.0%}') for r in rows]))
     write_section(a.section, body)

@@ -81,6 +81,18 @@ def test_recipes_check_as_train_parameters():
     p = check_params({k:v for k,v in load_settings(packaged_settings, 'cpu-best').items() if k not in ('tta','infer_bs','settings_file','recipe')})
     assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema'], p['stain_aug']) == (96, True, True, 0, 0.998, 0.1)
 
+def test_bench_variants_check_as_train_parameters():
+    "Every variant of bench/variants.ini passes train's parameter check, as `histo train --settings bench/variants.ini --recipe NAME` runs it, and every [screen...] budget names patches and epochs."
+    import configparser
+    from histo_lib.settings import load_settings, check_params
+    ini = ROOT/'bench'/'variants.ini'
+    cp = configparser.ConfigParser(); cp.read(ini)
+    variants = [n for n in cp.sections() if not n.startswith('screen')]
+    for name in variants: check_params({k:v for k,v in load_settings(ini, name).items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
+    assert {'ref_e20_stain10', 'ref_e20_stain10_hue02', 'p4m_e16_stain10'} <= set(variants)   # the screen's baseline and the variants it sent on
+    own = configparser.ConfigParser(default_section='-'); own.read(ini)   # each section's own keys, [DEFAULT]'s not mixed in
+    assert all({'patches', 'epochs'} <= set(own[n]) for n in own.sections() if n.startswith('screen'))
+
 def test_the_demo_settings():
     "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
     from histo_lib.settings import load_settings, check_params
