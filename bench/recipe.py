@@ -245,7 +245,7 @@ def table(rows:list)->str:
         rs = list(seeds.values())
         wall = [r.get('process_wall_s', r.get('train_s')) for r in rs if r.get('process_wall_s', r.get('train_s'))]
         lines.append([v, m, rs[-1].get('changes', '-')[:90], ' '.join(seeds), f"{np.mean(wall)/60:.0f}" if wall else '-',
-                      *[mean_sd([r[k] for r in rs if r.get(k) is not None]) for k,_ in METRICS]])
+                      *[mean_sd(metric(seeds, k)) for k,_ in METRICS]])
     return md_table(['variant', 'machine', 'changes from issue-16 cpu-best', 'seeds', 'wall min', *[t for _,t in METRICS]], lines)
 
 PROTOCOL = """## Every recipe variant (`recipe`)
@@ -260,6 +260,12 @@ runs shared the cores). **changes**: keys that differ from [DEFAULT] of `bench/v
 30's rule: a variant is better when, over at least three seeds, its test/ mean beats the baseline's by more than the baseline's seed-sd and it is no worse on \
 valid/ nor the shifted valid/ by more than one seed-sd. **test/ chose cpu-best's stain jitter (issue 30), so it no longer scores cpu-best blind.**
 """
+
+def metric(seeds:dict, # a group's rows by seed (`by_seed`)
+           key:str, # a row key of METRICS
+          )->list:
+    "The group's values of `key`, from the seeds that have one."
+    return [r[key] for r in seeds.values() if r.get(key) is not None]
 
 def by_seed(rows:list)->dict:
     "Rows grouped by (variant, machine, changes), each group's rows by seed (a seed's latest row counts)."
@@ -280,9 +286,8 @@ def screen_verdict(g:dict, # a screened group's rows by seed
     "'drop (valid/, shifted)': where `g`'s mean falls more than `SCREEN_SDS` of `base`'s seed-sds below `base`'s; else 'full run next'; '-' under 3 seeds a side."
     if g is base: return 'baseline'
     if base is None or len(base)<3 or len(g)<3: return '-'
-    vals = lambda gg, k: [r[k] for r in gg.values() if r.get(k) is not None]
     lost = [t.split()[0] for k,t in METRICS if k in ('tta_auc', 'shift_tta_auc')
-            and np.mean(vals(g, k)) < np.mean(vals(base, k)) - SCREEN_SDS*np.std(vals(base, k), ddof=1)]
+            and np.mean(metric(g, k)) < np.mean(metric(base, k)) - SCREEN_SDS*np.std(metric(base, k), ddof=1)]
     return f"drop ({', '.join(lost)})" if lost else 'full run next'
 
 def screen_table(rows:list)->str:
@@ -291,17 +296,17 @@ def screen_table(rows:list)->str:
     correlation of the screened means with the full ones over the variants that have both."""
     from scipy.stats import spearmanr
     groups, shown = by_seed(rows), [(k,t) for k,t in METRICS if 'half' not in t]
-    n_test = lambda g: sum(r.get('test_tta_auc') is not None for r in g.values())
+    n_test = lambda g: len(metric(g, 'test_tta_auc'))
     full = {}
     for (v, _, ch), g in groups.items():
         if ':' not in v and n_test(g)>=3 and n_test(g)>n_test(full.get(ch, {})): full[ch] = g
-    screened = {k:g for k,g in groups.items() if ':' in k[0]}
-    bases = {(v.split(':')[0], m):g for (v, m, _),g in screened.items() if v.split(':', 1)[1]==SCREEN_BASE}
+    screened = {(*v.split(':', 1), m, ch):g for (v, m, ch),g in groups.items() if ':' in v}   # (budget, variant, machine, changes)
+    bases = {(budget, m):g for (budget, name, m, _),g in screened.items() if name==SCREEN_BASE}
     lines, means = [], {}
-    for (v, m, ch), g in screened.items():
-        budget, f = v.split(':')[0], full.get(full_changes(ch), {})
-        cells = [[r[k] for r in gg.values() if r.get(k) is not None] for k,_ in shown for gg in (g, f)]
-        lines.append([budget, m, v.split(':', 1)[1], ' '.join(sorted(g)), *[mean_sd(c) for c in cells], screen_verdict(g, bases.get((budget, m)))])
+    for (budget, name, m, ch), g in screened.items():
+        f = full.get(full_changes(ch), {})
+        cells = [metric(gg, k) for k,_ in shown for gg in (g, f)]
+        lines.append([budget, m, name, ' '.join(sorted(g)), *[mean_sd(c) for c in cells], screen_verdict(g, bases.get((budget, m)))])
         if f: means.setdefault((budget, m), []).append([np.mean(c) for c in cells])
     rho = [[b, m, '', f'Spearman over {len(ms)} variants', *[c for q in range(len(shown)) for c in (f'{spearmanr(np.array(ms)[:, 2*q], np.array(ms)[:, 2*q+1])[0]:+.2f}', '')], '']
            for (b, m),ms in means.items() if len(ms)>2]

@@ -70,35 +70,40 @@ def no_example(cells:list)->list:
         if not nxt or nxt.startswith('#| export') or (nxt.startswith('#| hide') and 'nbdev_export' in nxt): res.append(c.get('id', str(i)))
     return res
 
+def checked_recipe(ini, # a settings file
+                   name:str, # one of its recipes
+                   local:tuple=(), # keys of a checkout's settings.ini that are not run parameters either (data, out)
+                  )->dict:
+    "The recipe's run parameters after train's check (an unknown key or a wrong value raises), as `histo train --settings INI --recipe NAME` checks them."
+    from histo_lib.settings import load_settings, check_params
+    return check_params({k:v for k,v in load_settings(ini, name).items() if k not in ('tta','infer_bs','settings_file','recipe')+local}, where=name)
+
 def test_recipes_check_as_train_parameters():
     "Every recipe (packaged settings.ini) passes train's parameter check, and cpu-best is the documented recipe."
     import configparser
-    from histo_lib.settings import load_settings, packaged_settings, check_params
+    from histo_lib.settings import packaged_settings
     cp = configparser.ConfigParser(); cp.read(packaged_settings)
-    for name in cp.sections():
-        s = load_settings(packaged_settings, name)
-        p = check_params({k:v for k,v in s.items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
-    p = check_params({k:v for k,v in load_settings(packaged_settings, 'cpu-best').items() if k not in ('tta','infer_bs','settings_file','recipe')})
+    for name in cp.sections(): checked_recipe(packaged_settings, name)
+    p = checked_recipe(packaged_settings, 'cpu-best')
     assert (p['crop'], p['bf16'], p['channels_last'], p['patience'], p['ema'], p['stain_aug']) == (96, True, True, 0, 0.998, 0.1)
 
 def test_bench_variants_check_as_train_parameters():
     "Every variant of bench/variants.ini passes train's parameter check, as `histo train --settings bench/variants.ini --recipe NAME` runs it, and every [screen...] budget names patches and epochs."
     import configparser
-    from histo_lib.settings import load_settings, check_params
     ini = ROOT/'bench'/'variants.ini'
     cp = configparser.ConfigParser(); cp.read(ini)
     variants = [n for n in cp.sections() if not n.startswith('screen')]
-    for name in variants: check_params({k:v for k,v in load_settings(ini, name).items() if k not in ('tta','infer_bs','settings_file','recipe')}, where=name)
+    for name in variants: checked_recipe(ini, name)
     assert {'ref_e20_stain10', 'ref_e20_stain10_hue02', 'p4m_e16_stain10'} <= set(variants)   # the screen's baseline and the variants it sent on
     own = configparser.ConfigParser(default_section='-'); own.read(ini)   # each section's own keys, [DEFAULT]'s not mixed in
     assert all({'patches', 'epochs'} <= set(own[n]) for n in own.sections() if n.startswith('screen'))
 
 def test_the_demo_settings():
     "The checkout's settings.ini: the demo trains on the real patches in the repository, and its [demo] recipe passes train's check."
-    from histo_lib.settings import load_settings, check_params
+    from histo_lib.settings import load_settings
     s = load_settings(ROOT/'settings.ini', 'demo')
     assert (s['data'], s['out']) == ('samples/pcam-mini', 'runs/demo') and (ROOT/s['data']/'valid'/'1').is_dir()
-    p = check_params({k:v for k,v in s.items() if k not in ('data','out','tta','infer_bs','settings_file','recipe')}, where='demo')
+    p = checked_recipe(ROOT/'settings.ini', 'demo', local=('data', 'out'))
     assert (p['keep'], p['patience']) == ('last', 0)   # valid/ chooses nothing: the demo's AUC is a held-out figure
     assert load_settings(ROOT/'settings.ini')['crop'] == load_settings(ROOT/'histo_lib'/'settings.ini')['crop']   # [DEFAULT] is the packaged one's
     assert '--recipe demo' in (ROOT/'dev.sh').read_text()
